@@ -1,0 +1,60 @@
+# Two commands matter: `make run` (serve the platform on the embedded
+# default) and `make test`. Everything else is what those two need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+CC     ?= gcc
+CFLAGS ?= -O2 -g -Wall -Wextra -std=c11 -fPIC -fvisibility=hidden
+BUILD  := build
+PLUGIN_DIR := $(BUILD)/plugins
+
+# Each plugin and example contributes its own rules and appends its outputs
+# to PLUGINS / EXAMPLES (see plugins/*/plugin.mk, examples/*/example.mk).
+PLUGINS  :=
+EXAMPLES :=
+
+.PHONY: all setup sysdeps venv plugins examples run test bench clean sanitize
+all: setup
+
+setup: sysdeps venv plugins
+
+# System packages the tests and plugins need (Debian). Installed only when missing.
+SYSDEPS_CMDS := softhsm2-util:softhsm2 pkcs11-tool:opensc go:golang-go wrk:wrk
+sysdeps:
+	@missing=""; for pair in $(SYSDEPS_CMDS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	[ -f /usr/include/openssl/evp.h ] || missing="$$missing libssl-dev"; \
+	if [ -n "$$missing" ]; then echo "installing system packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q $$missing >/dev/null || { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q $$missing >/dev/null; }; fi
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+$(BUILD) $(PLUGIN_DIR):
+	mkdir -p $@
+
+include $(sort $(wildcard plugins/*/plugin.mk))
+include $(sort $(wildcard examples/*/example.mk))
+include $(wildcard tests/conformance/conformance.mk)
+
+plugins: $(PLUGINS)
+examples: $(EXAMPLES)
+
+run: setup
+	$(PY) -m host.devrun
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+bench: setup
+	$(PY) -m bench
+
+clean:
+	rm -rf $(BUILD) .platform .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,79 @@
+"""One exception class per failure kind, each carrying its Connect code.
+
+Every layer (plugins, store, service, server) raises these, so the server
+maps an exception to a Connect error without knowing where it came from.
+Messages are for operators and clients: never put secrets in them.
+"""
+
+from __future__ import annotations
+
+
+class PlatformError(Exception):
+    """Base class. `code` is the Connect/gRPC code name."""
+
+    code = "unknown"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(PlatformError):
+    code = "invalid_argument"
+
+
+class NotFound(PlatformError):
+    code = "not_found"
+
+
+class AlreadyExists(PlatformError):
+    code = "already_exists"
+
+
+class FailedPrecondition(PlatformError):
+    code = "failed_precondition"
+
+
+class PermissionDenied(PlatformError):
+    code = "permission_denied"
+
+
+class Unauthenticated(PlatformError):
+    code = "unauthenticated"
+
+
+class Unavailable(PlatformError):
+    code = "unavailable"
+
+
+class DeadlineExceeded(PlatformError):
+    code = "deadline_exceeded"
+
+
+class Unimplemented(PlatformError):
+    code = "unimplemented"
+
+
+class Internal(PlatformError):
+    code = "internal"
+
+
+class CryptoError(PlatformError):
+    """Ciphertext failed to authenticate or decrypt (tampered, wrong key).
+
+    Reported to clients as `invalid_argument`/`permission_denied` by callers
+    that know which; on its own it maps to Connect's `data_loss`-free choice
+    `invalid_argument`.
+    """
+
+    code = "invalid_argument"
+
+
+class PluginLoadError(PlatformError):
+    """A plugin file could not be loaded; the message names file and reason."""
+
+    code = "failed_precondition"
+
+
+class PluginError(Internal):
+    """A plugin broke the ABI contract (bad status, NULL output, bad UTF-8)."""
