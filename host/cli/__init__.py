@@ -1,0 +1,95 @@
+"""The `platform` command: global options, then one module per command group.
+
+    platform [--key-manager-plugin PATH ...] [--db URL] [--root-key-file F] COMMAND
+
+Groups mirror otdfctl: `policy keymanagement provider ...`,
+`policy kas-registry ...`, plus `kas`, `plugins`, `db` and `serve`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from host.app import Platform, Settings
+from host.errors import PlatformError
+
+DEPRECATED_FACTORIES_HELP = "Deprecated: NAME=PATH[,NAME=PATH]; use --key-manager-plugin PATH."
+
+
+def _split_env_paths(value: str | None) -> list[str]:
+    return [p for p in (value or "").split(":") if p]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--key-manager-plugin", "plugins", multiple=True, metavar="PATH",
+              help="Load a key-manager plugin (.so). Repeatable. Also PLATFORM_KEY_MANAGER_PLUGINS (':'-separated).")
+@click.option("--key-manager-factories", "legacy_factories", default=None, metavar="NAME=PATH[,...]",
+              help=DEPRECATED_FACTORIES_HELP)
+@click.option("--db", "db_url", envvar="PLATFORM_DB_URL", default=None, metavar="URL",
+              help="Policy database URL (default: sqlite:///.platform/platform.db). Also PLATFORM_DB_URL.")
+@click.option("--root-key-file", type=click.Path(dir_okay=False), envvar="PLATFORM_ROOT_KEY_FILE", default=None,
+              help="File holding the 64-hex-char root key (or set PLATFORM_ROOT_KEY).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.pass_context
+def main(ctx: click.Context, plugins, legacy_factories, db_url, root_key_file, verbose):
+    """KAS key-manager platform."""
+    paths = list(plugins) + _split_env_paths(os.environ.get("PLATFORM_KEY_MANAGER_PLUGINS"))
+    if legacy_factories:
+        legacy_paths = _parse_legacy_factories(legacy_factories)
+        new_form = " ".join(f"--key-manager-plugin={p}" for p in legacy_paths)
+        click.echo(f"warning: --key-manager-factories is deprecated; use {new_form}", err=True)
+        paths.extend(legacy_paths)
+    settings = Settings(plugin_paths=tuple(paths), db_url=db_url, root_key_file=root_key_file, verbosity=verbose)
+    ctx.obj = Platform(settings)
+    ctx.call_on_close(ctx.obj.close)
+
+
+def _parse_legacy_factories(value: str) -> list[str]:
+    paths = []
+    for item in value.split(","):
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise click.BadParameter(f"expected NAME=PATH, got {item!r}", param_hint="--key-manager-factories")
+        paths.append(path.strip())
+    return paths
+
+
+@main.group()
+def policy():
+    """Policy: provider configurations, KAS registry and keys."""
+
+
+@policy.group("keymanagement")
+def keymanagement():
+    """Key management (provider configurations)."""
+
+
+@policy.group("kas-registry")
+def kas_registry():
+    """Key Access Server registry and KAS keys."""
+
+
+# Command modules attach themselves to the groups above.
+from host.cli import plugins as _plugins  # noqa: E402,F401
+
+
+def run() -> None:
+    """Entry point wrapper: PlatformError -> one line on stderr, exit 1, no traceback."""
+    try:
+        main.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except PlatformError as e:
+        click.echo(f"error: {e.message}", err=True)
+        sys.exit(1)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        sys.exit(130)
