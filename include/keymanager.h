@@ -127,8 +127,12 @@ typedef struct km_manager_ops {
                     const uint8_t *plain, size_t plain_len,
                     uint8_t **out, size_t *out_len, char **error);
 
-    /* Decrypt what wrap produced (provider mode), or, for remote keys,
-     * decrypt a DEK that a client wrapped to key_id's public key. */
+    /* Provider mode: decrypt what wrap produced (a KAS private key).
+     * Remote mode, RSA key: `wrapped` is a DEK a client encrypted to key_id's
+     *   public key with RSA-OAEP (SHA-1, MGF1-SHA-1); return the DEK.
+     * Remote mode, EC key: `wrapped` is the client's ephemeral public key
+     *   (DER SubjectPublicKeyInfo); return the raw ECDH shared secret (the
+     *   x coordinate); the host derives the AES key from it (HKDF). */
     int32_t (*unwrap)(km_manager *mgr, const km_call_ctx *ctx,
                       const char *key_id,
                       const uint8_t *wrapped, size_t wrapped_len,

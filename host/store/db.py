@@ -22,6 +22,7 @@ from sqlalchemy.pool import StaticPool
 
 from host.errors import InvalidArgument, PlatformError, Unavailable
 
+_BACKEND_NAMES = {"postgresql": "PostgreSQL"}
 SQLITE_HEADER = b"SQLite format 3\x00"
 SQLITE_BUSY_TIMEOUT_S = 30
 PG_CONNECT_TIMEOUT_S = 10
@@ -38,7 +39,7 @@ def describe(url: URL) -> str:
     """A human name for the database, never including the password."""
     if url.get_backend_name() == "sqlite":
         return f"SQLite database {url.database}" if is_sqlite_file(url) else "in-memory SQLite database"
-    return f"{url.get_backend_name()} server {url.host or 'localhost'}:{url.port or 5432}" + (
+    return f"{_BACKEND_NAMES.get(url.get_backend_name(), url.get_backend_name())} server {url.host or 'localhost'}:{url.port or 5432}" + (
         f" (database {url.database})" if url.database else "")
 
 

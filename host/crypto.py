@@ -1,0 +1,153 @@
+"""Key formats and the DEK wrap formats TDF clients use (DESIGN.md "Formats").
+
+- RSA: OAEP with SHA-1 and MGF1-SHA-1.
+- EC: ephemeral ECDH on the key's curve, HKDF-SHA256 (salt SHA-256("TDF"),
+  no info, 32 bytes), AES-256-GCM: `nonce(12) || ciphertext || tag(16)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from host.errors import CryptoError, InvalidArgument
+
+RSA_BITS = {"rsa:2048": 2048, "rsa:4096": 4096}
+EC_CURVES = {"ec:secp256r1": ec.SECP256R1, "ec:secp384r1": ec.SECP384R1, "ec:secp521r1": ec.SECP521R1}
+ALGORITHMS = tuple(RSA_BITS) + tuple(EC_CURVES)
+TDF_SALT = hashlib.sha256(b"TDF").digest()
+OAEP_SHA1 = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+
+
+def check_algorithm(algorithm: str) -> str:
+    if algorithm not in ALGORITHMS:
+        raise InvalidArgument(f"algorithm must be one of {', '.join(ALGORITHMS)}; got {algorithm!r}")
+    return algorithm
+
+
+def is_ec(algorithm: str) -> bool:
+    return algorithm in EC_CURVES
+
+
+def generate_private_key(algorithm: str):
+    check_algorithm(algorithm)
+    if algorithm in RSA_BITS:
+        return rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS[algorithm])
+    return ec.generate_private_key(EC_CURVES[algorithm]())
+
+
+def private_pem(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def public_pem(key) -> str:
+    pub = key.public_key() if hasattr(key, "public_key") else key
+    return pub.public_bytes(serialization.Encoding.PEM,
+                            serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+
+
+def _check_matches(key, algorithm: str, what: str) -> None:
+    if algorithm in RSA_BITS:
+        if not isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)) or key.key_size != RSA_BITS[algorithm]:
+            raise InvalidArgument(f"{what} is not an {algorithm} key")
+    elif not isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) \
+            or not isinstance(key.curve, EC_CURVES[algorithm]):
+        raise InvalidArgument(f"{what} is not an {algorithm} key")
+
+
+def load_private_pem(pem: bytes | str, algorithm: str, what: str = "private key PEM"):
+    data = pem.encode() if isinstance(pem, str) else pem
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise InvalidArgument(f"{what} does not parse as an unencrypted PEM private key") from None
+    _check_matches(key, algorithm, what)
+    return key
+
+
+def load_public_pem(pem: bytes | str, algorithm: str, what: str = "public key PEM"):
+    data = pem.encode() if isinstance(pem, str) else pem
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise InvalidArgument(f"{what} does not parse as a PEM public key") from None
+    _check_matches(key, algorithm, what)
+    return key
+
+
+def same_public_key(a, b) -> bool:
+    return public_pem(a) == public_pem(b)
+
+
+# ---- RSA ---------------------------------------------------------------------
+
+def rsa_wrap(public_key, dek: bytes) -> bytes:
+    return public_key.encrypt(dek, OAEP_SHA1)
+
+
+def rsa_unwrap(private_key, wrapped: bytes) -> bytes:
+    try:
+        return private_key.decrypt(wrapped, OAEP_SHA1)
+    except ValueError:
+        raise CryptoError("wrapped key does not decrypt with this KAS key (tampered, or wrapped to another key)") from None
+
+
+# ---- EC ----------------------------------------------------------------------
+
+def derive_wrap_key(shared_secret: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=TDF_SALT, info=None).derive(shared_secret)
+
+
+def load_ephemeral_public_key(data: bytes | str, algorithm: str):
+    """The client's ephemeral EC public key: PEM, DER SPKI or an uncompressed/compressed point."""
+    raw = data.encode() if isinstance(data, str) else data
+    curve = EC_CURVES[algorithm]()
+    try:
+        if raw.startswith(b"-----BEGIN"):
+            key = serialization.load_pem_public_key(raw)
+        elif raw[:1] in (b"\x02", b"\x03", b"\x04"):
+            key = ec.EllipticCurvePublicKey.from_encoded_point(curve, raw)
+        else:
+            key = serialization.load_der_public_key(raw)
+    except (ValueError, TypeError, UnsupportedAlgorithm, IndexError):
+        raise InvalidArgument(f"ephemeral public key does not parse as a point on {algorithm}") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != curve.name:
+        raise InvalidArgument(f"ephemeral public key is not on the KAS key's curve ({algorithm})")
+    return key
+
+
+def ephemeral_der(key) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def aes_gcm_open(key: bytes, blob: bytes, what: str = "wrapped key") -> bytes:
+    if len(blob) < 12 + 16:
+        raise CryptoError(f"{what} is too short for AES-256-GCM")
+    try:
+        return AESGCM(key).decrypt(blob[:12], blob[12:], None)
+    except InvalidTag:
+        raise CryptoError(f"{what} failed authentication (tampered, or wrapped to another key)") from None
+
+
+def aes_gcm_seal(key: bytes, plain: bytes) -> bytes:
+    nonce = os.urandom(12)
+    return nonce + AESGCM(key).encrypt(nonce, plain, None)
+
+
+def ec_wrap(public_key, dek: bytes) -> tuple[bytes, str]:
+    """Wrap a DEK to an EC public key: (wrapped, ephemeral public key PEM)."""
+    eph = ec.generate_private_key(public_key.curve)
+    shared = eph.exchange(ec.ECDH(), public_key)
+    return aes_gcm_seal(derive_wrap_key(shared), dek), public_pem(eph)
+
+
+def ec_unwrap(private_key, ephemeral_public_key, wrapped: bytes) -> bytes:
+    shared = private_key.exchange(ec.ECDH(), ephemeral_public_key)
+    return aes_gcm_open(derive_wrap_key(shared), wrapped)
