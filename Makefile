@@ -14,6 +14,13 @@ PLUGIN_DIR := $(BUILD)/plugins
 PLUGINS  :=
 EXAMPLES :=
 
+# `make sanitize` (tests/conformance/conformance.mk): C plugins build an
+# instrumented copy into $(SANITIZE_DIR)/plugins with $(SANITIZE_FLAGS) and
+# append "PLUGIN.so=CONFIG.json" pairs (both make targets or files) here.
+SANITIZE_DIR   := $(BUILD)/asan
+SANITIZE_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+SANITIZE_PLUGINS :=
+
 .PHONY: all setup sysdeps venv plugins examples run test bench clean sanitize
 all: setup
 
