@@ -1,0 +1,76 @@
+"""The key service: the one facade the CLI and the server call.
+
+Key lifecycle lives in host.service.keys, the hot unwrap path in
+host.service.unwrap; this class wires them to one store and registry.
+"""
+
+from __future__ import annotations
+
+from host import errors
+from host.managers.base import CallContext
+from host.service.keys import KeyLifecycle, normalize_mode
+from host.service.unwrap import UnwrapPath, rewrap_to_client
+
+__all__ = ["KeyService", "normalize_mode", "rewrap_to_client"]
+
+
+class KeyService:
+    def __init__(self, store, registry, root_key=None, **cache_options):
+        self.store = store
+        self.registry = registry
+        self.unwrap_path = UnwrapPath(store, registry, **cache_options)
+        self.lifecycle = KeyLifecycle(store, registry, self.unwrap_path, root_key=root_key)
+        self._root_key = root_key
+
+    def check_startup(self) -> None:
+        """Refuse to start with local-mode keys but no root key to unwrap them."""
+        if self._root_key is not None:
+            return
+        total = sum(1 for k in _all_keys(self.store) if k.mode == "local")
+        if total:
+            raise errors.FailedPrecondition(
+                f"the database holds {total} local-mode key(s) but no root key is configured: set PLATFORM_ROOT_KEY "
+                f"(64 hex chars) or pass --root-key-file")
+
+    # lifecycle
+    def create_key(self, kas, key_id, algorithm, mode, **options):
+        return self.lifecycle.create(kas, key_id, algorithm, mode, **options)
+
+    def rotate_key(self, kas, key_id, new_key_id, **options):
+        return self.lifecycle.rotate(kas, key_id, new_key_id, **options)
+
+    def get_key(self, id=None, kas=None, key_id=None):
+        return self.lifecycle.get(id=id, kas=kas, key_id=key_id)
+
+    def list_keys(self, kas=None, limit=None, offset=0, algorithm=None):
+        return self.lifecycle.list(kas=kas, limit=limit, offset=offset, algorithm=algorithm)
+
+    def public_key(self, kas=None, kid=None, algorithm=None):
+        return self.lifecycle.public_key(kas=kas, kid=kid, algorithm=algorithm)
+
+    # hot path
+    def unwrap(self, kid: str, wrapped: bytes, ephemeral_public_key=None, kas=None,
+               ctx: CallContext | None = None) -> bytes:
+        kas_id = self.store.kas.get(kas).id if kas else None
+        return self.unwrap_path.unwrap(kid, wrapped, ephemeral_public_key, kas_id, ctx)
+
+    def rewrap(self, kid: str, wrapped: bytes, client_public_key_pem, ephemeral_public_key=None, kas=None,
+               ctx: CallContext | None = None) -> dict:
+        dek = self.unwrap(kid, wrapped, ephemeral_public_key, kas, ctx)
+        return {"kid": kid, **rewrap_to_client(dek, client_public_key_pem)}
+
+    def stats(self) -> dict:
+        return {**self.unwrap_path.stats(), "live_managers": self.registry.live_count()}
+
+    def close(self) -> None:
+        pass
+
+
+def _all_keys(store):
+    offset = 0
+    while True:
+        keys, total = store.keys.list(limit=500, offset=offset)
+        yield from keys
+        offset += len(keys)
+        if not keys or offset >= total:
+            return

@@ -1,0 +1,60 @@
+"""A small bounded cache with optional TTL, safe to read from many threads.
+
+Reads are a dict lookup and a clock compare (the unwrap path is hot);
+writes take a lock and evict the oldest entries beyond `max_entries`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Hashable
+
+
+class BoundedCache:
+    def __init__(self, name: str, max_entries: int, ttl: float | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        if max_entries < 1:
+            raise ValueError("max_entries must be >= 1")
+        self.name = name
+        self.max_entries = max_entries
+        self.ttl = ttl
+        self._clock = clock
+        self._data: dict[Hashable, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable) -> Any | None:
+        entry = self._data.get(key)
+        if entry is not None and (entry[0] == 0.0 or entry[0] > self._clock()):
+            self.hits += 1
+            return entry[1]
+        self.misses += 1
+        return None
+
+    def put(self, key: Hashable, value: Any, ttl: float | None = None) -> None:
+        ttl = self.ttl if ttl is None else ttl
+        expires = 0.0 if not ttl else self._clock() + ttl
+        with self._lock:
+            self._data.pop(key, None)
+            self._data[key] = (expires, value)
+            while len(self._data) > self.max_entries:
+                del self._data[next(iter(self._data))]
+
+    def pop(self, key: Hashable) -> None:
+        with self._lock:
+            self._data.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def stats(self) -> dict:
+        total = self.hits + self.misses
+        return {"entries": len(self._data), "max_entries": self.max_entries, "ttl_seconds": self.ttl,
+                "hits": self.hits, "misses": self.misses,
+                "hit_ratio": round(self.hits / total, 4) if total else None}

@@ -1,0 +1,199 @@
+"""KAS key lifecycle: create (all four modes), rotate, get, list, public key.
+
+Validation follows OpenTDF's rules:
+  mode        provider config   private key (wrapped)   public key
+  local       forbidden         required (root key)     derived
+  provider    required          required (manager.wrap) derived
+  remote      required          absent (stays in KMS)   from manager or given
+  public_key  forbidden         absent                  required
+Better than otdfctl: provider mode without a private key generates one;
+remote mode without a public key asks the manager for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+
+from host import crypto, errors
+from host.managers.base import CallContext
+
+MODES = ("local", "provider", "remote", "public_key")
+MODE_ALIASES = {
+    "local": "local", "config_root_key": "local", "key_mode_config_root_key": "local",
+    "provider": "provider", "provider_root_key": "provider", "key_mode_provider_root_key": "provider",
+    "remote": "remote", "key_mode_remote": "remote",
+    "public_key": "public_key", "public_key_only": "public_key", "key_mode_public_key_only": "public_key",
+}
+DEFAULT_ROOT_KEY_ID = "root"
+
+
+def normalize_mode(mode: str) -> str:
+    m = MODE_ALIASES.get((mode or "").strip().lower().replace("-", "_"))
+    if m is None:
+        raise errors.InvalidArgument(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    return m
+
+
+class KeyLifecycle:
+    def __init__(self, store, registry, unwrap_path, root_key=None):
+        self._store = store
+        self._registry = registry
+        self._unwrap = unwrap_path
+        self._root_key = root_key
+
+    # ---- helpers -------------------------------------------------------------
+    def kas(self, ref: str | None):
+        """A KAS by id, uri or name; None -> the only registered KAS."""
+        if ref:
+            return self._store.kas.get(ref)
+        servers, total = self._store.kas.list(limit=2)
+        if total == 1:
+            return servers[0]
+        if total == 0:
+            raise errors.FailedPrecondition("no KAS is registered; create one with `platform policy kas-registry create`")
+        raise errors.InvalidArgument("several KAS are registered; name one with --kas (id, uri or name)")
+
+    # ---- create ---------------------------------------------------------------
+    def prepare(self, kas, key_id: str, algorithm: str, mode: str, *, wrapping_key_id: str | None = None,
+                wrapping_key: str | None = None, provider_config_id: str | None = None,
+                public_key_pem: str | None = None, private_key_pem: str | None = None,
+                ctx: CallContext | None = None) -> dict:
+        """Validate and do the cryptographic work of a key creation; returns the row fields.
+
+        Runs before any row is written, so a manager that fails during wrap
+        leaves nothing behind.
+        """
+        algorithm = crypto.check_algorithm(algorithm)
+        mode = normalize_mode(mode)
+        if not key_id or not key_id.strip():
+            raise errors.InvalidArgument("key_id must not be empty")
+        config = None
+        if mode in ("provider", "remote"):
+            if not provider_config_id:
+                raise errors.InvalidArgument(f"mode {mode} requires a provider config (--provider-config-id)")
+            config = self._store.providers.get(id=provider_config_id)
+        elif provider_config_id:
+            raise errors.InvalidArgument(f"mode {mode} must not have a provider config (remove --provider-config-id)")
+        if mode in ("remote", "public_key") and private_key_pem:
+            raise errors.InvalidArgument(f"mode {mode} keeps no private key here; remove --private-key-pem")
+        if mode == "public_key" and not public_key_pem:
+            raise errors.InvalidArgument("mode public_key requires --public-key-pem")
+        if mode != "local" and wrapping_key:
+            raise errors.InvalidArgument("--wrapping-key applies to local mode only")
+
+        fields = {"algorithm": algorithm, "mode": mode, "provider_config_id": config.id if config else None}
+        if mode == "public_key":
+            pub = crypto.load_public_pem(public_key_pem, algorithm)
+            fields.update(public_key_pem=crypto.public_pem(pub), private_key_ctx=None)
+            return fields
+
+        if mode == "remote":
+            manager = self._registry.manager_for(config)
+            remote_id = wrapping_key_id or ""
+            from_manager = None
+            try:
+                from_manager = manager.public_key(remote_id, ctx)
+            except errors.Unimplemented:
+                if not public_key_pem:
+                    raise errors.InvalidArgument(
+                        f"manager {config.manager!r} cannot export public keys: pass --public-key-pem") from None
+            if from_manager is not None:
+                pub = crypto.load_public_pem(from_manager, algorithm, what=f"public key of {remote_id or 'the default key'} from {config.manager}")
+                if public_key_pem and not crypto.same_public_key(pub, crypto.load_public_pem(public_key_pem, algorithm)):
+                    raise errors.InvalidArgument("--public-key-pem does not match the public key the manager holds "
+                                                 f"for {remote_id or 'its default key'}")
+            else:
+                pub = crypto.load_public_pem(public_key_pem, algorithm)
+            fields.update(public_key_pem=crypto.public_pem(pub), private_key_ctx={"key_id": remote_id})
+            return fields
+
+        # local and provider: we hold the private key, wrapped.
+        if private_key_pem:
+            private = crypto.load_private_pem(private_key_pem, algorithm)
+        else:
+            private = crypto.generate_private_key(algorithm)
+        if public_key_pem and not crypto.same_public_key(private, crypto.load_public_pem(public_key_pem, algorithm)):
+            raise errors.InvalidArgument("--public-key-pem does not match the private key")
+        pem = crypto.private_pem(private)
+        if mode == "local":
+            if self._root_key is None:
+                raise errors.FailedPrecondition(
+                    "local mode needs the platform root key: set PLATFORM_ROOT_KEY or --root-key-file")
+            if wrapping_key is not None:
+                _check_wrapping_key_is_root(wrapping_key, self._root_key)
+            wrapped = self._root_key.encrypt(pem)
+            wrap_id = wrapping_key_id or DEFAULT_ROOT_KEY_ID
+        else:
+            manager = self._registry.manager_for(config)
+            wrap_id = wrapping_key_id or ""
+            wrapped = manager.wrap(wrap_id, pem, ctx)
+        fields.update(public_key_pem=crypto.public_pem(private),
+                      private_key_ctx={"key_id": wrap_id, "wrapped_key": base64.b64encode(wrapped).decode()})
+        return fields
+
+    def create(self, kas: str | None, key_id: str, algorithm: str, mode: str, *, labels=None,
+               ctx: CallContext | None = None, **options):
+        server = self.kas(kas)
+        fields = self.prepare(server, key_id, algorithm, mode, ctx=ctx, **options)
+        return self._store.keys.create(server.id, key_id, labels=labels, **fields)
+
+    def rotate(self, kas: str | None, key_id: str, new_key_id: str, *, algorithm: str | None = None,
+               mode: str | None = None, labels=None, ctx: CallContext | None = None, **options):
+        """Create `new_key_id` and mark `key_id` rotated, atomically. Old wraps still unwrap."""
+        server = self.kas(kas)
+        old = self._store.keys.get_by_kid(key_id, server.id)
+        if old.status != "active":
+            raise errors.FailedPrecondition(f"key {key_id!r} is already rotated")
+        options.setdefault("provider_config_id", old.provider_config_id)
+        if options.get("wrapping_key_id") is None and old.private_key_ctx:
+            options["wrapping_key_id"] = old.private_key_ctx.get("key_id") or None
+        fields = self.prepare(server, new_key_id, algorithm or old.algorithm, mode or old.mode, ctx=ctx, **options)
+        with self._store.transaction() as tx:
+            new = tx.keys.create(server.id, new_key_id, labels=labels if labels is not None else old.labels, **fields)
+            rotated = tx.keys.mark_rotated(old.id)
+        self._unwrap.forget()
+        return new, rotated
+
+    # ---- read -----------------------------------------------------------------
+    def get(self, id: str | None = None, kas: str | None = None, key_id: str | None = None):
+        if id:
+            return self._store.keys.get(id)
+        if not key_id:
+            raise errors.InvalidArgument("give the key's id, or its key_id (and --kas when several KAS exist)")
+        server_id = self._store.kas.get(kas).id if kas else None
+        return self._store.keys.get_by_kid(key_id, server_id)
+
+    def list(self, kas: str | None = None, limit: int | None = None, offset: int = 0, algorithm: str | None = None):
+        server_id = self._store.kas.get(kas).id if kas else None
+        return self._store.keys.list(kas_id=server_id, limit=limit, offset=offset, algorithm=algorithm)
+
+    def public_key(self, kas: str | None = None, kid: str | None = None, algorithm: str | None = None):
+        """The key a client should wrap to: by kid, or the active key of an algorithm."""
+        if kid:
+            server_id = self._store.kas.get(kas).id if kas else None
+            return self._store.keys.get_by_kid(kid, server_id)
+        server = self.kas(kas)
+        algorithm = crypto.check_algorithm(algorithm or "rsa:2048")
+        key = self._store.keys.active_for(server.id, algorithm)
+        if key is None:
+            raise errors.NotFound(f"KAS {server.uri} has no active {algorithm} key")
+        return key
+
+
+def _check_wrapping_key_is_root(wrapping_key: str, root_key) -> None:
+    probe = b"wrapping-key-check"
+    try:
+        from host.rootkey import RootKey
+        given = RootKey.from_hex(wrapping_key, "--wrapping-key")
+    except errors.InvalidArgument:
+        raise
+    # Compare by behaviour, never by printing either key.
+    blob = root_key.encrypt(probe)
+    try:
+        ok = hmac.compare_digest(given.decrypt(blob), probe)
+    except errors.CryptoError:
+        ok = False
+    if not ok:
+        raise errors.InvalidArgument("--wrapping-key is not this platform's root key; local keys are wrapped by the "
+                                     "configured root key (PLATFORM_ROOT_KEY / --root-key-file)")

@@ -1,0 +1,175 @@
+"""The hot path: a wrapped DEK -> its KAS key -> the key's manager -> the DEK.
+
+    unwrap(kid, wrapped, ephemeral)
+      key lookup (cached; provider-config revision re-checked at most every
+                  `revision_check_seconds`, so edits made by other processes
+                  sharing the database are picked up)
+      local      : basic manager (root key) unwraps the private key  [cached]
+      provider   : manager.unwrap(ctx key_id, wrapped private key)   [cached, TTL]
+      remote     : manager.unwrap(ctx key_id, wrapped DEK) -> DEK    [never cached]
+                   (EC: manager returns the ECDH secret for the ephemeral key)
+      public_key : refused, this KAS has no private key for it
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from host import crypto, errors
+from host.managers.base import CallContext
+from host.service.cache import BoundedCache
+
+DEFAULT_PRIVATE_KEY_TTL = 30.0
+DEFAULT_MAX_PRIVATE_KEYS = 1024
+DEFAULT_MAX_KEYS = 4096
+DEFAULT_REVISION_CHECK_SECONDS = 2.0
+
+
+class UnwrapPath:
+    def __init__(self, store, registry, *, private_key_ttl: float = DEFAULT_PRIVATE_KEY_TTL,
+                 max_private_keys: int = DEFAULT_MAX_PRIVATE_KEYS, max_keys: int = DEFAULT_MAX_KEYS,
+                 revision_check_seconds: float = DEFAULT_REVISION_CHECK_SECONDS):
+        self._store = store
+        self._registry = registry
+        self.revision_check_seconds = revision_check_seconds
+        # (kas_id or None, kid) -> (KasKey, next revision check time)
+        self.keys = BoundedCache("keys", max_keys)
+        # KasKey.id -> private key object; local keys without TTL, provider keys with one
+        self.private_keys = BoundedCache("private_keys", max_private_keys, ttl=None)
+        self.private_key_ttl = private_key_ttl
+        self.manager_calls: dict[tuple[str, str, str], list] = {}
+        self._calls_lock = threading.Lock()
+
+    # ---- lookup --------------------------------------------------------------
+    def key(self, kid: str, kas_id: str | None = None):
+        cache_key = (kas_id, kid)
+        entry = self.keys.get(cache_key)
+        now = time.monotonic()
+        if entry is not None:
+            key, check_at = entry
+            if now < check_at or not self._config_changed(key):
+                if now >= check_at:
+                    self.keys.put(cache_key, (key, now + self.revision_check_seconds))
+                return key
+        key = self._store.keys.get_by_kid(kid, kas_id)
+        self.keys.put(cache_key, (key, now + self.revision_check_seconds))
+        return key
+
+    def _config_changed(self, key) -> bool:
+        pc = key.provider_config
+        if pc is None:
+            return False
+        try:
+            return self._store.providers.revision(pc.id) != pc.revision
+        except errors.NotFound:
+            return True
+
+    def forget(self, kid: str | None = None) -> None:
+        """Drop cached lookups (after this process rotates or edits keys)."""
+        self.keys.clear()
+
+    # ---- routing -------------------------------------------------------------
+    def manager_for(self, key):
+        if key.mode == "local":
+            return self._registry.basic
+        if key.provider_config is None:
+            raise errors.Internal(f"key {key.key_id!r} is in {key.mode} mode but has no provider config")
+        return self._registry.manager_for(key.provider_config)
+
+    def _call(self, manager_name: str, op: str, fn, *args):
+        started = time.perf_counter()
+        status = "ok"
+        try:
+            return fn(*args)
+        except errors.PlatformError as e:
+            status = e.code
+            raise
+        finally:
+            k = (manager_name, op, status)
+            rec = self.manager_calls.get(k)
+            if rec is None:
+                with self._calls_lock:
+                    rec = self.manager_calls.setdefault(k, [0, 0.0])
+            rec[0] += 1
+            rec[1] += time.perf_counter() - started
+
+    def private_key(self, key, ctx: CallContext | None = None):
+        cached = self.private_keys.get(key.id)
+        if cached is not None:
+            return cached
+        ctx_json = key.private_key_ctx or {}
+        wrapped_b64 = ctx_json.get("wrapped_key")
+        if not wrapped_b64:
+            raise errors.Internal(f"key {key.key_id!r} has no wrapped private key")
+        wrapped = base64.b64decode(wrapped_b64)
+        manager = self.manager_for(key)
+        name = "opentdf.io/basic" if key.mode == "local" else key.provider_config.manager
+        pem = self._call(name, "unwrap", manager.unwrap, ctx_json.get("key_id", ""), wrapped, ctx)
+        private = crypto.load_private_pem(pem, key.algorithm, what=f"unwrapped private key of {key.key_id!r}")
+        self.private_keys.put(key.id, private, ttl=self.private_key_ttl if key.mode == "provider" else None)
+        return private
+
+    # ---- the operation ------------------------------------------------------
+    def unwrap(self, kid: str, wrapped: bytes, ephemeral_public_key: bytes | str | None = None,
+               kas_id: str | None = None, ctx: CallContext | None = None) -> bytes:
+        key = self.key(kid, kas_id)
+        return self.unwrap_with(key, wrapped, ephemeral_public_key, ctx)
+
+    def unwrap_with(self, key, wrapped: bytes, ephemeral_public_key=None, ctx: CallContext | None = None) -> bytes:
+        is_ec = key.algorithm.startswith("ec:")
+        if is_ec:
+            if not ephemeral_public_key:
+                raise errors.InvalidArgument(f"key {key.key_id!r} is an EC key: the ephemeral public key is required")
+            eph = crypto.load_ephemeral_public_key(ephemeral_public_key, key.algorithm)
+        mode = key.mode
+        if mode == "local" or mode == "provider":
+            private = self.private_key(key, ctx)
+            if is_ec:
+                return crypto.ec_unwrap(private, eph, wrapped)
+            return crypto.rsa_unwrap(private, wrapped)
+        if mode == "remote":
+            manager = self.manager_for(key)
+            remote_id = (key.private_key_ctx or {}).get("key_id", "")
+            name = key.provider_config.manager
+            if is_ec:
+                shared = self._call(name, "unwrap", manager.unwrap, remote_id, crypto.ephemeral_der(eph), ctx)
+                return crypto.aes_gcm_open(crypto.derive_wrap_key(shared), wrapped)
+            return self._call(name, "unwrap", manager.unwrap, remote_id, wrapped, ctx)
+        raise errors.FailedPrecondition(
+            f"key {key.key_id!r} is a public_key-mode key: this platform holds no private key for it and cannot unwrap")
+
+    def stats(self) -> dict:
+        return {
+            "key_cache": self.keys.stats(),
+            "private_key_cache": {**self.private_keys.stats(), "ttl_seconds": self.private_key_ttl},
+            "manager_calls": [
+                {"manager": m, "op": op, "status": st, "count": c, "seconds": round(t, 6)}
+                for (m, op, st), (c, t) in sorted(self.manager_calls.items())
+            ],
+        }
+
+
+def rewrap_to_client(dek: bytes, client_public_key_pem: bytes | str) -> dict:
+    """Encrypt a DEK to a client's public key: RSA-OAEP, or for an EC client key
+    an ephemeral ECDH session key (HKDF + AES-GCM) as DESIGN.md specifies."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    data = client_public_key_pem.encode() if isinstance(client_public_key_pem, str) else client_public_key_pem
+    try:
+        pub = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError):
+        raise errors.InvalidArgument("client public key does not parse as a PEM public key") from None
+    if isinstance(pub, rsa.RSAPublicKey):
+        if pub.key_size < 2048:
+            raise errors.InvalidArgument("client RSA public key must be at least 2048 bits")
+        return {"algorithm": f"rsa:{pub.key_size}", "rewrapped_key": base64.b64encode(crypto.rsa_wrap(pub, dek)).decode()}
+    if isinstance(pub, ec.EllipticCurvePublicKey):
+        wrapped, eph_pem = crypto.ec_wrap(pub, dek)
+        return {"algorithm": f"ec:{pub.curve.name}", "rewrapped_key": base64.b64encode(wrapped).decode(),
+                "session_public_key": eph_pem}
+    raise errors.InvalidArgument("client public key must be RSA or EC")
