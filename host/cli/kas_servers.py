@@ -1,0 +1,79 @@
+"""`platform policy kas-registry create|get|list`: the Key Access Servers.
+
+Named kas_servers (not kas_registry) because `host.cli.kas_registry` is the
+click group this module attaches to; a submodule of that name would shadow it.
+
+(The `key` subgroup of kas-registry lives with the key service commands.)
+"""
+
+from __future__ import annotations
+
+import click
+
+from host.cli import kas_registry
+from host.cli.provider import echo_fields, echo_json, echo_page_footer, echo_table, format_labels, pagination, \
+    parse_labels, rfc3339
+from host.errors import InvalidArgument
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the OpenTDF JSON shape.")
+
+
+def kas_json_doc(kas) -> dict:
+    return {"id": kas.id, "uri": kas.uri, "name": kas.name,
+            "metadata": {"labels": kas.labels, "created_at": rfc3339(kas.created_at),
+                         "updated_at": rfc3339(kas.updated_at)}}
+
+
+def echo_kas(kas, as_json: bool) -> None:
+    if as_json:
+        echo_json(kas_json_doc(kas))
+        return
+    echo_fields([("Id", kas.id), ("Name", kas.name), ("URI", kas.uri), ("Labels", format_labels(kas.labels)),
+                 ("Created At", rfc3339(kas.created_at)), ("Updated At", rfc3339(kas.updated_at))])
+
+
+@kas_registry.command("create")
+@click.option("--uri", "-u", required=True, help="KAS URL, e.g. https://kas.example.com.")
+@click.option("--name", "-n", required=True, help="Unique KAS name.")
+@click.option("--label", "-l", "labels", multiple=True, metavar="KEY=VALUE", help="Label (repeatable).")
+@json_option
+@click.pass_obj
+def create(platform, uri, name, labels, as_json):
+    """Register a Key Access Server."""
+    echo_kas(platform.store.kas.create(uri, name, parse_labels(labels)), as_json)
+
+
+@kas_registry.command("get")
+@click.argument("ref", required=False)
+@click.option("--id", "-i", "id_", default=None, help="KAS id.")
+@click.option("--uri", "-u", default=None, help="KAS URI.")
+@click.option("--name", "-n", default=None, help="KAS name.")
+@json_option
+@click.pass_obj
+def get(platform, ref, id_, uri, name, as_json):
+    """Get a KAS by REF (id, uri or name) or by exactly one of --id/--uri/--name."""
+    given = [v for v in (ref, id_, uri, name) if v is not None]
+    if len(given) != 1:
+        raise InvalidArgument("give exactly one of REF, --id, --uri or --name")
+    kas = platform.store.kas.get(given[0])
+    # A flag says what the value is; do not let e.g. --name match another KAS's URI.
+    for flag, value, actual in (("--id", id_, kas.id), ("--uri", uri, kas.uri), ("--name", name, kas.name)):
+        if value is not None and value != actual and not (flag == "--id" and value.lower() == actual):
+            raise InvalidArgument(f"no KAS with {flag} {value!r} (it matches KAS {kas.name!r} by another field)")
+    echo_kas(kas, as_json)
+
+
+@kas_registry.command("list")
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--offset", type=int, default=0, show_default=True)
+@json_option
+@click.pass_obj
+def list_(platform, limit, offset, as_json):
+    """List registered Key Access Servers."""
+    items, total = platform.store.kas.list(limit=limit, offset=offset)
+    if as_json:
+        echo_json({"key_access_servers": [kas_json_doc(k) for k in items],
+                   "pagination": pagination(offset, len(items), total)})
+        return
+    echo_table(("ID", "NAME", "URI", "LABELS"), [(k.id, k.name, k.uri, format_labels(k.labels)) for k in items])
+    echo_page_footer(offset, len(items), total)

@@ -1,0 +1,290 @@
+"""`platform policy keymanagement provider ...`: provider configurations.
+
+Flags follow otdfctl (`--name/-n --manager/-m --config/-c --label/-l`,
+`--id/-i`); the seed document's spellings `provider-config` and
+`--config-json` work too. `--json` prints the OpenTDF JSON shape, with
+config_json as base64 of the stored bytes (protobuf JSON encoding).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import sys
+import time
+
+import click
+
+from host.cli import keymanagement
+from host.errors import InvalidArgument, PlatformError
+from host.managers.base import CallContext
+
+PROBE_TIMEOUT_S = 10.0
+
+
+# ---- helpers shared with the kas-registry commands -------------------------
+
+def parse_labels(values: tuple[str, ...]) -> dict[str, str] | None:
+    """`k=v` pairs -> dict (None when no --label was given)."""
+    if not values:
+        return None
+    labels = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidArgument(f"--label expects KEY=VALUE, got {item!r}")
+        labels[key] = value
+    return labels
+
+
+def rfc3339(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def pagination(offset: int, count: int, total: int) -> dict:
+    """OpenTDF's PageResponse: next_offset is 0 when there is no further page."""
+    next_offset = offset + count if offset + count < total else 0
+    return {"current_offset": offset, "next_offset": next_offset, "total": total}
+
+
+def echo_json(doc) -> None:
+    click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+
+
+def echo_table(header: tuple[str, ...], rows: list[tuple]) -> None:
+    table = [header] + [tuple("" if v is None else str(v) for v in row) for row in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for row in table:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def echo_fields(fields: list[tuple[str, object]]) -> None:
+    width = max(len(k) for k, _ in fields)
+    for key, value in fields:
+        click.echo(f"{(key + ':').ljust(width + 1)} {'' if value is None else value}")
+
+
+def format_labels(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def echo_page_footer(offset: int, count: int, total: int) -> None:
+    page = pagination(offset, count, total)
+    click.echo(f"Total: {page['total']}  Current Offset: {page['current_offset']}  Next Offset: {page['next_offset']}")
+
+
+# ---- provider configs ------------------------------------------------------
+
+def read_config(value: str) -> bytes:
+    """--config value: inline JSON, @PATH (a file) or - (stdin); returned as raw bytes."""
+    if value == "-":
+        return sys.stdin.buffer.read()
+    if value.startswith("@"):
+        path = value[1:]
+        try:
+            with open(path, "rb") as f:
+                return f.read(64 * 1024 + 1)  # the store rejects anything larger
+        except OSError as e:
+            raise InvalidArgument(f"cannot read config file {path}: {e.strerror or e}") from None
+    return os.fsencode(value)  # undecodable argv bytes come back as they were typed
+
+
+def config_json_doc(cfg) -> dict:
+    return {
+        "id": cfg.id,
+        "name": cfg.name,
+        "manager": cfg.manager,
+        "config_json": base64.b64encode(cfg.config_json).decode("ascii"),
+        "revision": cfg.revision,
+        "metadata": {"labels": cfg.labels, "created_at": rfc3339(cfg.created_at),
+                     "updated_at": rfc3339(cfg.updated_at)},
+    }
+
+
+def _config_summary(cfg) -> str:
+    try:
+        keys = ", ".join(sorted(cfg.config)) or "(empty object)"
+    except ValueError:
+        keys = "?"
+    return f"{len(cfg.config_json)} bytes; keys: {keys} (values hidden; --show-config prints them)"
+
+
+def echo_config(cfg, as_json: bool, show_config: bool = False) -> None:
+    if as_json:
+        echo_json(config_json_doc(cfg))
+        return
+    fields = [("Id", cfg.id), ("Name", cfg.name), ("Manager", cfg.manager), ("Revision", cfg.revision),
+              ("Labels", format_labels(cfg.labels)), ("Created At", rfc3339(cfg.created_at)),
+              ("Updated At", rfc3339(cfg.updated_at))]
+    if cfg.config_json:
+        fields.append(("Config", cfg.config_json.decode("utf-8") if show_config else _config_summary(cfg)))
+    echo_fields(fields)
+
+
+def warn_if_unregistered(platform, manager: str) -> None:
+    if platform.registry.factory(manager) is None:
+        click.echo(f"warning: no loaded plugin or built-in registers manager {manager!r}; the config is "
+                   f"stored, but this node cannot serve its keys until it loads that plugin "
+                   f"(--key-manager-plugin=PATH; registered: {', '.join(platform.registry.names()) or 'none'})",
+                   err=True)
+
+
+def probe_config(platform, manager: str, config: bytes) -> tuple[bool, float, str]:
+    """Build the manager from the config and probe it: (ok, milliseconds, reason)."""
+    started = time.perf_counter()
+    try:
+        km = platform.registry.build(manager, config)
+        try:
+            km.probe(CallContext.with_timeout(PROBE_TIMEOUT_S))
+        finally:
+            km.close()
+    except PlatformError as e:
+        return False, (time.perf_counter() - started) * 1000, e.message
+    return True, (time.perf_counter() - started) * 1000, ""
+
+
+def _validate_or_fail(platform, manager: str, config: bytes, what: str) -> None:
+    ok, ms, reason = probe_config(platform, manager, config)
+    if ok:
+        click.echo(f"ok: {what} validated with manager {manager!r} in {ms:.1f} ms", err=True)
+        return
+    raise InvalidArgument(f"{what} failed validation with manager {manager!r} after {ms:.1f} ms: {reason}")
+
+
+config_option = click.option("--config", "-c", "--config-json", "config", metavar="JSON|@FILE|-",
+                             help="Provider config: a JSON object inline, @FILE, or - for stdin.")
+label_option = click.option("--label", "-l", "labels", multiple=True, metavar="KEY=VALUE",
+                            help="Label (repeatable).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the OpenTDF JSON shape.")
+
+
+@click.group("provider")
+def provider():
+    """Provider configurations (how to reach an external KMS/HSM)."""
+
+
+keymanagement.add_command(provider, "provider")
+keymanagement.add_command(provider, "provider-config")  # the seed document's spelling
+
+
+@provider.command("create")
+@click.option("--name", "-n", required=True, help="Provider config name.")
+@click.option("--manager", "-m", default=None,
+              help="Key manager name registered by a plugin or built-in (default: the same as --name).")
+@config_option
+@label_option
+@click.option("--validate", is_flag=True, help="Build the manager and probe it first; refuse a failing config.")
+@json_option
+@click.pass_obj
+def create(platform, name, manager, config, labels, validate, as_json):
+    """Create a provider configuration."""
+    if config is None:
+        raise InvalidArgument("--config (or --config-json) is required")
+    manager = name if manager is None else manager
+    raw = read_config(config)
+    label_map = parse_labels(labels)
+    warn_if_unregistered(platform, manager)
+    if validate:
+        _validate_or_fail(platform, manager, raw, "config")
+    cfg = platform.store.providers.create(name, manager, raw, label_map)
+    echo_config(cfg, as_json)
+
+
+@provider.command("get")
+@click.option("--id", "-i", "id_", default=None, help="Provider config id.")
+@click.option("--name", "-n", default=None, help="Name (with --manager).")
+@click.option("--manager", "-m", default=None, help="Manager (with --name).")
+@click.option("--show-config", is_flag=True, help="Print config_json in the table (it may hold secrets).")
+@json_option
+@click.pass_obj
+def get(platform, id_, name, manager, show_config, as_json):
+    """Get a provider configuration by --id, or by --name and --manager."""
+    echo_config(platform.store.providers.get(id=id_, name=name, manager=manager), as_json, show_config)
+
+
+@provider.command("list")
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--offset", type=int, default=0, show_default=True)
+@json_option
+@click.pass_obj
+def list_(platform, limit, offset, as_json):
+    """List provider configurations."""
+    items, total = platform.store.providers.list(limit=limit, offset=offset)
+    if as_json:
+        echo_json({"provider_configs": [config_json_doc(c) for c in items],
+                   "pagination": pagination(offset, len(items), total)})
+        return
+    echo_table(("ID", "NAME", "MANAGER", "REVISION", "LABELS", "UPDATED AT"),
+               [(c.id, c.name, c.manager, c.revision, format_labels(c.labels), rfc3339(c.updated_at)) for c in items])
+    echo_page_footer(offset, len(items), total)
+
+
+@provider.command("update")
+@click.option("--id", "-i", "id_", required=True, help="Provider config id.")
+@click.option("--name", "-n", default=None)
+@click.option("--manager", "-m", default=None)
+@config_option
+@label_option
+@click.option("--extend-labels", is_flag=True, help="Add --label pairs to the existing labels instead of replacing them.")
+@click.option("--validate", is_flag=True, help="Probe the resulting manager+config first; refuse a failing one.")
+@json_option
+@click.pass_obj
+def update(platform, id_, name, manager, config, labels, extend_labels, validate, as_json):
+    """Update name, manager, config and/or labels (a manager or config change bumps the revision)."""
+    raw = None if config is None else read_config(config)
+    label_map = parse_labels(labels)
+    if extend_labels and label_map is None:
+        raise InvalidArgument("--extend-labels needs at least one --label")
+    if manager is not None:
+        warn_if_unregistered(platform, manager)
+    if validate:
+        current = platform.store.providers.get(id=id_)
+        _validate_or_fail(platform, manager or current.manager, raw if raw is not None else current.config_json,
+                          "updated config")
+    cfg = platform.store.providers.update(id_, name=name, manager=manager, config_json=raw, labels=label_map,
+                                          extend_labels=extend_labels)
+    echo_config(cfg, as_json)
+
+
+@provider.command("delete")
+@click.option("--id", "-i", "id_", required=True, help="Provider config id.")
+@click.option("--force", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@click.pass_obj
+def delete(platform, id_, force, as_json):
+    """Delete a provider configuration (refused while keys reference it)."""
+    cfg = platform.store.providers.get(id=id_)
+    if not force:
+        click.confirm(f"Delete provider config {cfg.name!r} (manager {cfg.manager!r}, id {cfg.id})?", abort=True,
+                      err=True)
+    deleted = platform.store.providers.delete(cfg.id)
+    if as_json:
+        echo_json({"id": deleted.id, "name": deleted.name, "manager": deleted.manager})
+    else:
+        click.echo(f"deleted provider config {deleted.id} ({deleted.name}, manager {deleted.manager})")
+
+
+@provider.command("validate")
+@click.option("--id", "-i", "id_", default=None, help="Provider config id.")
+@click.option("--name", "-n", default=None, help="Name (with --manager).")
+@click.option("--manager", "-m", default=None, help="Manager (with --name).")
+@json_option
+@click.pass_obj
+def validate(platform, id_, name, manager, as_json):
+    """Build the manager from a stored config and probe it (exit 1 when it fails)."""
+    cfg = platform.store.providers.get(id=id_, name=name, manager=manager)
+    ok, ms, reason = probe_config(platform, cfg.manager, cfg.config_json)
+    if as_json:
+        echo_json({"id": cfg.id, "manager": cfg.manager, "ok": ok, "latency_ms": round(ms, 3),
+                   **({} if ok else {"reason": reason})})
+    elif ok:
+        click.echo(f"ok: provider config {cfg.name!r} (manager {cfg.manager!r}) answered in {ms:.1f} ms")
+    if not ok:
+        if not as_json:
+            click.echo(f"error: provider config {cfg.name!r} (manager {cfg.manager!r}) failed after {ms:.1f} ms: "
+                       f"{reason}", err=True)
+        sys.exit(1)
