@@ -38,6 +38,12 @@ static void skip_ws(json_cursor *c)
     }
 }
 
+static int has_word(const json_cursor *c, const char *word)
+{
+    size_t n = strlen(word);
+    return c->len - c->pos >= n && memcmp(c->buf + c->pos, word, n) == 0;
+}
+
 json_type json_peek(json_cursor *c)
 {
     skip_ws(c);
@@ -47,8 +53,9 @@ json_type json_peek(json_cursor *c)
     case '{': return JSON_T_OBJECT;
     case '[': return JSON_T_ARRAY;
     case '"': return JSON_T_STRING;
-    case 't': case 'f': return JSON_T_BOOL;
-    case 'n': return JSON_T_NULL;
+    case 't': return has_word(c, "true") ? JSON_T_BOOL : JSON_T_INVALID;
+    case 'f': return has_word(c, "false") ? JSON_T_BOOL : JSON_T_INVALID;
+    case 'n': return has_word(c, "null") ? JSON_T_NULL : JSON_T_INVALID;
     case '-': case '0': case '1': case '2': case '3': case '4':
     case '5': case '6': case '7': case '8': case '9':
         return JSON_T_NUMBER;
@@ -253,88 +260,4 @@ int json_read_string(json_cursor *c, char **out, size_t *out_len)
     *out = s;
     *out_len = (size_t)n;
     return 0;
-}
-
-static int skip_digits(json_cursor *c)
-{
-    size_t start = c->pos;
-    while (c->pos < c->len && c->buf[c->pos] >= '0' && c->buf[c->pos] <= '9')
-        c->pos++;
-    return c->pos > start ? 0 : json_fail(c, "invalid JSON at byte %zu: expected a digit", c->pos);
-}
-
-static int skip_number(json_cursor *c)
-{
-    if (c->buf[c->pos] == '-')
-        c->pos++;
-    if (c->pos < c->len && c->buf[c->pos] == '0')
-        c->pos++;
-    else if (skip_digits(c) < 0)
-        return -1;
-    if (c->pos < c->len && c->buf[c->pos] == '.') {
-        c->pos++;
-        if (skip_digits(c) < 0)
-            return -1;
-    }
-    if (c->pos < c->len && (c->buf[c->pos] == 'e' || c->buf[c->pos] == 'E')) {
-        c->pos++;
-        if (c->pos < c->len && (c->buf[c->pos] == '+' || c->buf[c->pos] == '-'))
-            c->pos++;
-        if (skip_digits(c) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int skip_literal(json_cursor *c, const char *word)
-{
-    size_t n = strlen(word);
-    if (c->len - c->pos < n || memcmp(c->buf + c->pos, word, n) != 0)
-        return json_fail(c, "invalid JSON at byte %zu: unknown literal", c->pos);
-    c->pos += n;
-    return 0;
-}
-
-static int skip_value_depth(json_cursor *c, int depth)
-{
-    if (depth > JSON_MAX_DEPTH)
-        return json_fail(c, "invalid JSON: nesting deeper than %d", JSON_MAX_DEPTH);
-    switch (json_peek(c)) {
-    case JSON_T_OBJECT:
-        c->pos++;
-        if (json_accept(c, '}'))
-            return 0;
-        do {
-            if (scan_string(c, NULL) < 0 || json_expect(c, ':') < 0
-                || skip_value_depth(c, depth + 1) < 0)
-                return -1;
-        } while (json_accept(c, ','));
-        return json_expect(c, '}');
-    case JSON_T_ARRAY:
-        c->pos++;
-        if (json_accept(c, ']'))
-            return 0;
-        do {
-            if (skip_value_depth(c, depth + 1) < 0)
-                return -1;
-        } while (json_accept(c, ','));
-        return json_expect(c, ']');
-    case JSON_T_STRING:
-        return scan_string(c, NULL) < 0 ? -1 : 0;
-    case JSON_T_NUMBER:
-        return skip_number(c);
-    case JSON_T_BOOL:
-        return skip_literal(c, c->buf[c->pos] == 't' ? "true" : "false");
-    case JSON_T_NULL:
-        return skip_literal(c, "null");
-    default:
-        if (c->pos >= c->len)
-            return json_fail(c, "invalid JSON: unexpected end of input");
-        return json_fail(c, "invalid JSON at byte %zu: expected a value", c->pos);
-    }
-}
-
-int json_skip_value(json_cursor *c)
-{
-    return skip_value_depth(c, 0);
 }

@@ -2,16 +2,16 @@
  * json_scan.h -- a small, strict JSON reader (RFC 8259) for plugin configs.
  *
  * Not a DOM: the caller walks the document with a cursor. It validates
- * everything it reads (UTF-8, escapes, numbers, nesting depth) over a buffer
+ * everything it reads (UTF-8, escapes, structure) over a buffer
  * that need not be NUL-terminated. Error messages name a byte offset and what
  * was expected, never the document's content (configs may hold secrets).
+ * It reads objects and strings; other values are only recognised by type
+ * (json_peek), which is all a strict config reader needs to reject them.
  */
 #ifndef FILE_KEK_JSON_SCAN_H
 #define FILE_KEK_JSON_SCAN_H
 
 #include <stddef.h>
-
-#define JSON_MAX_DEPTH 64
 
 typedef struct json_cursor {
     const char *buf;
@@ -49,9 +49,6 @@ int json_accept(json_cursor *c, char ch);
  * *out_len excludes the NUL; strings containing \u0000 are refused so the
  * result is always a valid C string. Returns 0 or -1 (error set). */
 int json_read_string(json_cursor *c, char **out, size_t *out_len);
-
-/* Validates and skips any value. Returns 0 or -1 (error set). */
-int json_skip_value(json_cursor *c);
 
 /* Only whitespace may follow the top-level value. Returns 0 or -1. */
 int json_expect_end(json_cursor *c);

@@ -1,0 +1,983 @@
+/*
+ * km-conformance -- checks that a key-manager plugin keeps the ABI v1
+ * contract (include/keymanager.h). A plain C program: no Python needed.
+ *
+ *   km-conformance [--manager NAME] [--iterations N] PLUGIN.so [CONFIG.json|-]
+ *
+ * Prints one line per check (PASS name / FAIL name: reason / SKIP name:
+ * reason) and "N passed, N failed" last. Exit status: 0 when nothing failed,
+ * 1 when a check failed, 2 on a usage error.
+ *
+ * The config (a file, or "-" for stdin) is handed to the factory named by
+ * --manager, or to the first factory. Without a config only the checks that
+ * need no manager run. --iterations repeats the round-trip and error-path
+ * checks (for sanitizer runs).
+ */
+#define _GNU_SOURCE /* memmem */
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+
+#include "keymanager.h"
+
+#define CALL_TIMEOUT_MS 60000
+#define MAX_CONFIG_BYTES (1u << 20)
+#define MAX_FACTORIES 1024
+#define THREADS 8
+#define OPS_PER_THREAD 200
+#define KNOWN_CAPS (KM_CAP_THREAD_SAFE | KM_CAP_WRAP | KM_CAP_UNWRAP | KM_CAP_PUBLIC_KEY | KM_CAP_PROBE)
+#define UNKNOWN_KEY_ID "km-conformance-no-such-key-7f3a9c1e"
+
+/* ------------------------------------------------------------------ */
+/* Reporting                                                            */
+
+static int n_passed, n_failed;
+
+static void report_pass(const char *name)
+{
+    printf("PASS %s\n", name);
+    n_passed++;
+}
+
+static void report_fail(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void report_fail(const char *name, const char *fmt, ...)
+{
+    va_list ap;
+    printf("FAIL %s: ", name);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    n_failed++;
+}
+
+static void report_skip(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void report_skip(const char *name, const char *fmt, ...)
+{
+    va_list ap;
+    printf("SKIP %s: ", name);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+}
+
+static int finish(void)
+{
+    printf("%d passed, %d failed\n", n_passed, n_failed);
+    fflush(stdout);
+    return n_failed ? 1 : 0;
+}
+
+/* A reason buffer that check functions fill in. */
+typedef struct why {
+    char text[400];
+} why;
+
+static int because(why *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int because(why *w, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->text, sizeof w->text, fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
+/* Check outcomes. */
+enum { CHECK_FAIL = 0, CHECK_PASS = 1, CHECK_SKIP = 2 };
+
+/* ------------------------------------------------------------------ */
+/* Contract violations seen on any call (reported by "status_codes")    */
+
+static pthread_mutex_t violation_lock = PTHREAD_MUTEX_INITIALIZER;
+static int violation_count;
+static char first_violation[300];
+
+static void violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void violation(const char *fmt, ...)
+{
+    pthread_mutex_lock(&violation_lock);
+    if (violation_count++ == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(first_violation, sizeof first_violation, fmt, ap);
+        va_end(ap);
+    }
+    pthread_mutex_unlock(&violation_lock);
+}
+
+static int valid_utf8(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t need;
+        uint32_t cp;
+        if (c < 0x80) { i++; continue; }
+        if (c >= 0xC2 && c <= 0xDF) { need = 1; cp = c & 0x1F; }
+        else if (c >= 0xE0 && c <= 0xEF) { need = 2; cp = c & 0x0F; }
+        else if (c >= 0xF0 && c <= 0xF4) { need = 3; cp = c & 0x07; }
+        else return 0;
+        if (n - i - 1 < need)
+            return 0;
+        for (size_t k = 1; k <= need; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) || cp > 0x10FFFF
+            || (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += need + 1;
+    }
+    return 1;
+}
+
+static int valid_name(const char *s)
+{
+    return s && s[0] && valid_utf8((const unsigned char *)s, strlen(s));
+}
+
+static const char *status_name(int32_t s)
+{
+    static const char *names[] = {
+        "KM_OK", "KM_ERR_INVALID_ARGUMENT", "KM_ERR_NOT_FOUND", "KM_ERR_PERMISSION_DENIED",
+        "KM_ERR_UNAVAILABLE", "KM_ERR_DEADLINE_EXCEEDED", "KM_ERR_UNIMPLEMENTED",
+        "KM_ERR_INTERNAL", "KM_ERR_CRYPTO",
+    };
+    return s >= 0 && s <= KM_ERR_CRYPTO ? names[s] : "an unknown status";
+}
+
+/* ------------------------------------------------------------------ */
+/* The plugin under test                                                */
+
+static const km_plugin *plugin;
+static const km_factory *factory; /* the one the config is for */
+static km_manager *mgr;
+
+static void host_log(void *ctx, int32_t level, const char *request_id, const char *message)
+{
+    (void)ctx;
+    if (!message || !valid_utf8((const unsigned char *)message, strlen(message))) {
+        violation("log callback got a NULL or non-UTF-8 message");
+        return;
+    }
+    fprintf(stderr, "km-conformance: plugin log [%d] %s%s%s\n", level,
+            request_id ? request_id : "", request_id ? ": " : "", message);
+}
+
+static const km_host host = {
+    .struct_size = sizeof(km_host),
+    .abi_major = KM_ABI_VERSION_MAJOR,
+    .abi_minor = KM_ABI_VERSION_MINOR,
+    .log = host_log,
+    .log_ctx = NULL,
+};
+
+/* One call's results. The runner releases every buffer with plugin->free. */
+typedef struct result {
+    int32_t status;
+    uint8_t *out;
+    size_t out_len;
+    char *error;
+} result;
+
+static void release(result *r)
+{
+    if (r->out)
+        plugin->free(r->out);
+    if (r->error)
+        plugin->free(r->error);
+    memset(r, 0, sizeof *r);
+}
+
+/* Checks what every call must satisfy; records violations. */
+static void audit(const char *op, result *r)
+{
+    if (r->status < KM_OK || r->status > KM_ERR_CRYPTO)
+        violation("%s returned status %d, outside the KM_* enum", op, (int)r->status);
+    if (r->status == KM_OK && !r->out)
+        violation("%s returned KM_OK with a NULL output", op);
+    if (r->error && !valid_utf8((const unsigned char *)r->error, strlen(r->error)))
+        violation("%s returned an error message that is not UTF-8", op);
+}
+
+static const char *error_text(const result *r)
+{
+    return r->error ? r->error : "(no message)";
+}
+
+static km_call_ctx call_ctx(const char *request_id)
+{
+    km_call_ctx ctx = {.struct_size = sizeof(km_call_ctx), .timeout_ms = CALL_TIMEOUT_MS,
+                       .request_id = request_id};
+    return ctx;
+}
+
+static result do_wrap(const char *key_id, const uint8_t *in, size_t n)
+{
+    result r = {0};
+    km_call_ctx ctx = call_ctx("km-conformance-wrap");
+    r.status = factory->ops->wrap(mgr, &ctx, key_id, in, n, &r.out, &r.out_len, &r.error);
+    audit("wrap", &r);
+    return r;
+}
+
+static result do_unwrap(const char *key_id, const uint8_t *in, size_t n)
+{
+    result r = {0};
+    km_call_ctx ctx = call_ctx("km-conformance-unwrap");
+    r.status = factory->ops->unwrap(mgr, &ctx, key_id, in, n, &r.out, &r.out_len, &r.error);
+    audit("unwrap", &r);
+    return r;
+}
+
+static result do_public_key(const char *key_id)
+{
+    result r = {0};
+    km_call_ctx ctx = call_ctx("km-conformance-public-key");
+    r.status = factory->ops->get_public_key(mgr, &ctx, key_id, &r.out, &r.out_len, &r.error);
+    audit("get_public_key", &r);
+    return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* What the manager under test can do with its default key              */
+
+static int iterations = 1;
+static int can_roundtrip;   /* wrap+unwrap work on the default key */
+static EVP_PKEY *pubkey;    /* the default key's public key, if any */
+static int pubkey_is_rsa;
+static int data_path_checks; /* passed checks that moved real data */
+
+static void random_bytes(uint8_t *buf, size_t n)
+{
+    if (n && RAND_bytes(buf, (int)n) != 1) {
+        fprintf(stderr, "km-conformance: RAND_bytes failed\n");
+        exit(3);
+    }
+}
+
+/* RSA-OAEP (SHA-1, MGF1-SHA-1) as TDF clients wrap DEKs. 0 on success. */
+static int rsa_oaep_encrypt(const uint8_t *in, size_t n, uint8_t **out, size_t *out_len)
+{
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(pubkey, NULL);
+    int ok = c && EVP_PKEY_encrypt_init(c) == 1
+             && EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_OAEP_PADDING) == 1
+             && EVP_PKEY_CTX_set_rsa_oaep_md(c, EVP_sha1()) == 1
+             && EVP_PKEY_CTX_set_rsa_mgf1_md(c, EVP_sha1()) == 1
+             && EVP_PKEY_encrypt(c, NULL, out_len, in, n) == 1;
+    *out = ok ? malloc(*out_len) : NULL;
+    ok = ok && *out && EVP_PKEY_encrypt(c, *out, out_len, in, n) == 1;
+    EVP_PKEY_CTX_free(c);
+    if (!ok) {
+        free(*out);
+        *out = NULL;
+    }
+    return ok ? 0 : -1;
+}
+
+/* A ciphertext of `plain` that unwrap("") must accept: from wrap, or from
+ * RSA-OAEP with the public key. Returns 0, or -1 with a reason. */
+static int make_ciphertext(const uint8_t *plain, size_t n, uint8_t **ct, size_t *ct_len, why *w)
+{
+    if (can_roundtrip) {
+        result r = do_wrap("", plain, n);
+        if (r.status != KM_OK) {
+            because(w, "wrap returned %s: %s", status_name(r.status), error_text(&r));
+            release(&r);
+            return -1;
+        }
+        *ct = malloc(r.out_len ? r.out_len : 1);
+        if (!*ct) {
+            release(&r);
+            return because(w, "out of memory"), -1;
+        }
+        memcpy(*ct, r.out, r.out_len);
+        *ct_len = r.out_len;
+        release(&r);
+        return 0;
+    }
+    if (pubkey_is_rsa && rsa_oaep_encrypt(plain, n, ct, ct_len) == 0)
+        return 0;
+    because(w, "RSA-OAEP encryption with the plugin's public key failed");
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Checks on the descriptor                                             */
+
+static int check_descriptor(void)
+{
+    int ok_before = n_failed;
+    if (plugin->abi_major != KM_ABI_VERSION_MAJOR)
+        report_fail("descriptor.abi_version", "plugin ABI %u.%u, this runner speaks %d.%d",
+                    plugin->abi_major, plugin->abi_minor, KM_ABI_VERSION_MAJOR, KM_ABI_VERSION_MINOR);
+    else
+        report_pass("descriptor.abi_version");
+    if (plugin->struct_size < sizeof(km_plugin))
+        report_fail("descriptor.struct_size", "km_plugin.struct_size %u < %zu (the v1.0 size)",
+                    plugin->struct_size, sizeof(km_plugin));
+    else
+        report_pass("descriptor.struct_size");
+    if (!valid_name(plugin->plugin_name) || !valid_name(plugin->plugin_version))
+        report_fail("descriptor.names", "plugin_name and plugin_version must be non-empty UTF-8");
+    else
+        report_pass("descriptor.names");
+    if (!plugin->free)
+        report_fail("descriptor.free", "km_plugin.free is NULL");
+    else
+        report_pass("descriptor.free");
+    if (!plugin->factories || plugin->factory_count == 0 || plugin->factory_count > MAX_FACTORIES)
+        report_fail("descriptor.factories", "factories is NULL or factory_count (%zu) not in 1..%d",
+                    plugin->factory_count, MAX_FACTORIES);
+    else
+        report_pass("descriptor.factories");
+    if (n_failed != ok_before)
+        return -1; /* nothing below is safe to touch */
+
+    for (size_t i = 0; i < plugin->factory_count; i++) {
+        const km_factory *f = plugin->factories[i];
+        char name[200];
+        snprintf(name, sizeof name, "factory[%zu]", i);
+        if (!f) {
+            report_fail(name, "factory pointer is NULL");
+            continue;
+        }
+        if (valid_name(f->manager_name))
+            snprintf(name, sizeof name, "factory[%s]", f->manager_name);
+        why w = {{0}};
+        uint32_t caps = f->capabilities;
+        const km_manager_ops *ops = f->ops;
+        if (f->struct_size < sizeof(km_factory))
+            because(&w, "km_factory.struct_size %u < %zu", f->struct_size, sizeof(km_factory));
+        else if (!valid_name(f->manager_name))
+            because(&w, "manager_name must be non-empty UTF-8");
+        else if (!f->create)
+            because(&w, "create is NULL");
+        else if (!ops)
+            because(&w, "ops is NULL");
+        else if (ops->struct_size < sizeof(km_manager_ops))
+            because(&w, "km_manager_ops.struct_size %u < %zu", ops->struct_size, sizeof(km_manager_ops));
+        else if (!ops->destroy)
+            because(&w, "ops->destroy is NULL");
+        else if ((caps & KM_CAP_WRAP) && !ops->wrap)
+            because(&w, "KM_CAP_WRAP set but ops->wrap is NULL");
+        else if ((caps & KM_CAP_UNWRAP) && !ops->unwrap)
+            because(&w, "KM_CAP_UNWRAP set but ops->unwrap is NULL");
+        else if ((caps & KM_CAP_PUBLIC_KEY) && !ops->get_public_key)
+            because(&w, "KM_CAP_PUBLIC_KEY set but ops->get_public_key is NULL");
+        else if ((caps & KM_CAP_PROBE) && !ops->probe)
+            because(&w, "KM_CAP_PROBE set but ops->probe is NULL");
+        else if ((caps & ~(uint32_t)KNOWN_CAPS) && plugin->abi_minor == 0)
+            because(&w, "unknown capability bits 0x%x for ABI 1.0", caps & ~(uint32_t)KNOWN_CAPS);
+        else if (!(caps & (KM_CAP_WRAP | KM_CAP_UNWRAP | KM_CAP_PUBLIC_KEY)))
+            because(&w, "no capability among WRAP, UNWRAP, PUBLIC_KEY");
+        for (size_t j = 0; !w.text[0] && j < i; j++) {
+            const km_factory *g = plugin->factories[j];
+            if (g && g->manager_name && strcmp(g->manager_name, f->manager_name) == 0)
+                because(&w, "manager name \"%s\" is registered twice", f->manager_name);
+        }
+        if (w.text[0])
+            report_fail(name, "%s", w.text);
+        else
+            report_pass(name);
+    }
+    return n_failed == ok_before ? 0 : -1;
+}
+
+/* create() with bad input must fail cleanly, for every factory. */
+static void check_create_rejects(const km_factory *f, const char *label, const char *json, size_t len)
+{
+    char name[200];
+    snprintf(name, sizeof name, "create.%s[%s]", label, f->manager_name);
+    int outcome = CHECK_PASS;
+    why w = {{0}};
+    for (int it = 0; it < iterations && outcome == CHECK_PASS; it++) {
+        km_manager *m = NULL;
+        char *error = NULL;
+        int32_t status = f->create(json, len, &m, &error);
+        if (status == KM_OK) {
+            outcome = CHECK_FAIL;
+            because(&w, "returned KM_OK");
+            if (m)
+                f->ops->destroy(m);
+        } else if (status < 0 || status > KM_ERR_CRYPTO) {
+            outcome = CHECK_FAIL;
+            because(&w, "returned status %d, outside the KM_* enum", (int)status);
+        } else if (!error) {
+            outcome = CHECK_FAIL;
+            because(&w, "returned %s without an error message", status_name(status));
+        } else if (!valid_utf8((const unsigned char *)error, strlen(error))) {
+            outcome = CHECK_FAIL;
+            because(&w, "error message is not UTF-8");
+        }
+        if (error)
+            plugin->free(error);
+    }
+    if (outcome == CHECK_PASS)
+        report_pass(name);
+    else
+        report_fail(name, "%s", w.text);
+}
+
+/* ------------------------------------------------------------------ */
+/* Checks on a live manager                                             */
+
+typedef int (*check_fn)(why *w, void *arg);
+
+/* Runs fn `repeat` times; reports once. */
+static int run_check(const char *name, check_fn fn, void *arg, int repeat)
+{
+    why w = {{0}};
+    int outcome = CHECK_PASS;
+    for (int i = 0; i < repeat && outcome == CHECK_PASS; i++) {
+        outcome = fn(&w, arg);
+        if (outcome == CHECK_FAIL && repeat > 1) {
+            char tmp[sizeof w.text];
+            memcpy(tmp, w.text, sizeof tmp);
+            snprintf(w.text, sizeof w.text, "iteration %d: %.360s", i + 1, tmp);
+        }
+    }
+    if (outcome == CHECK_PASS)
+        report_pass(name);
+    else if (outcome == CHECK_SKIP)
+        report_skip(name, "%s", w.text);
+    else
+        report_fail(name, "%s", w.text);
+    return outcome;
+}
+
+static int check_probe(why *w, void *arg)
+{
+    (void)arg;
+    char *error = NULL;
+    km_call_ctx ctx = call_ctx("km-conformance-probe");
+    int32_t status = factory->ops->probe(mgr, &ctx, &error);
+    int outcome = CHECK_PASS;
+    if (status < 0 || status > KM_ERR_CRYPTO)
+        outcome = because(w, "returned status %d, outside the KM_* enum", (int)status);
+    else if (status != KM_OK)
+        outcome = because(w, "returned %s: %s", status_name(status), error ? error : "(no message)");
+    if (error)
+        plugin->free(error);
+    return outcome;
+}
+
+static int check_public_key(why *w, void *arg)
+{
+    (void)arg;
+    result r = do_public_key("");
+    if (r.status == KM_ERR_UNIMPLEMENTED || r.status == KM_ERR_INVALID_ARGUMENT) {
+        because(w, "the default key has no public key (%s: %s)", status_name(r.status), error_text(&r));
+        release(&r);
+        return CHECK_SKIP;
+    }
+    if (r.status != KM_OK) {
+        because(w, "get_public_key(\"\") returned %s: %s", status_name(r.status), error_text(&r));
+        release(&r);
+        return CHECK_FAIL;
+    }
+    static const char header[] = "-----BEGIN PUBLIC KEY-----";
+    int outcome = CHECK_PASS;
+    if (r.out_len < sizeof header - 1 || memcmp(r.out, header, sizeof header - 1) != 0) {
+        outcome = because(w, "output does not start with %s", header);
+    } else {
+        BIO *bio = BIO_new_mem_buf(r.out, (int)r.out_len);
+        EVP_PKEY *k = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+        BIO_free(bio);
+        if (!k) {
+            outcome = because(w, "OpenSSL cannot parse the PEM as a public key");
+            ERR_clear_error();
+        } else if (!pubkey) {
+            pubkey = k;
+            pubkey_is_rsa = EVP_PKEY_get_base_id(k) == EVP_PKEY_RSA;
+        } else {
+            if (EVP_PKEY_eq(pubkey, k) != 1)
+                outcome = because(w, "the public key changed between calls");
+            EVP_PKEY_free(k);
+        }
+    }
+    release(&r);
+    return outcome;
+}
+
+static int check_public_key_unknown(why *w, void *arg)
+{
+    (void)arg;
+    result r = do_public_key(UNKNOWN_KEY_ID);
+    int outcome = CHECK_PASS;
+    if (r.status != KM_ERR_NOT_FOUND)
+        outcome = because(w, "get_public_key(unknown key id) returned %s, want KM_ERR_NOT_FOUND (%s)",
+                          status_name(r.status), error_text(&r));
+    release(&r);
+    return outcome;
+}
+
+static int check_roundtrip(why *w, void *arg)
+{
+    size_t n = *(const size_t *)arg;
+    uint8_t *plain = malloc(n);
+    if (!plain)
+        return because(w, "out of memory");
+    random_bytes(plain, n);
+    int outcome = CHECK_PASS;
+    result wr = do_wrap("", plain, n);
+    if (wr.status == KM_ERR_UNIMPLEMENTED && !can_roundtrip && n == 32) {
+        outcome = CHECK_SKIP; /* the default key cannot wrap (e.g. an RSA key) */
+        because(w, "wrap on the default key is unimplemented: %s", error_text(&wr));
+    } else if (wr.status != KM_OK) {
+        outcome = because(w, "wrap(\"\", %zu bytes) returned %s: %s", n, status_name(wr.status),
+                          error_text(&wr));
+    } else if (n >= 16 && wr.out_len >= n && memmem(wr.out, wr.out_len, plain, n)) {
+        outcome = because(w, "wrapped output contains the plaintext");
+    } else {
+        result ur = do_unwrap("", wr.out, wr.out_len);
+        if (ur.status != KM_OK)
+            outcome = because(w, "unwrap of a fresh wrap returned %s: %s", status_name(ur.status),
+                              error_text(&ur));
+        else if (ur.out_len != n || memcmp(ur.out, plain, n) != 0)
+            outcome = because(w, "unwrap returned %zu bytes that differ from the %zu wrapped", ur.out_len, n);
+        release(&ur);
+    }
+    release(&wr);
+    free(plain);
+    if (outcome == CHECK_PASS)
+        can_roundtrip = 1;
+    return outcome;
+}
+
+static int check_rsa_oaep_unwrap(why *w, void *arg)
+{
+    (void)arg;
+    uint8_t dek[32], *ct = NULL;
+    size_t ct_len = 0;
+    random_bytes(dek, sizeof dek);
+    if (rsa_oaep_encrypt(dek, sizeof dek, &ct, &ct_len) < 0)
+        return because(w, "RSA-OAEP encryption with the plugin's public key failed");
+    result r = do_unwrap("", ct, ct_len);
+    int outcome = CHECK_PASS;
+    if (r.status != KM_OK)
+        outcome = because(w, "unwrap of an RSA-OAEP(SHA-1) DEK returned %s: %s", status_name(r.status),
+                          error_text(&r));
+    else if (r.out_len != sizeof dek || memcmp(r.out, dek, sizeof dek) != 0)
+        outcome = because(w, "unwrap returned %zu bytes that differ from the 32-byte DEK", r.out_len);
+    release(&r);
+    free(ct);
+    return outcome;
+}
+
+/* arg: 0 = flip a bit in the middle byte, 1 = in the last byte. */
+static int check_tamper(why *w, void *arg)
+{
+    int last = *(const int *)arg;
+    uint8_t plain[32], *ct = NULL;
+    size_t ct_len = 0;
+    random_bytes(plain, sizeof plain);
+    if (make_ciphertext(plain, sizeof plain, &ct, &ct_len, w) < 0)
+        return CHECK_FAIL;
+    if (ct_len == 0) {
+        free(ct);
+        return because(w, "wrap produced an empty ciphertext");
+    }
+    ct[last ? ct_len - 1 : ct_len / 2] ^= 0x01;
+    result r = do_unwrap("", ct, ct_len);
+    int outcome = CHECK_PASS;
+    if (r.status != KM_ERR_CRYPTO)
+        outcome = because(w, "unwrap of a tampered ciphertext returned %s, want KM_ERR_CRYPTO (%s)",
+                          status_name(r.status), error_text(&r));
+    release(&r);
+    free(ct);
+    return outcome;
+}
+
+static int check_unwrap_short(why *w, void *arg)
+{
+    (void)arg;
+    static const uint8_t one = 0x42;
+    static const size_t lens[] = {0, 1};
+    for (size_t i = 0; i < 2; i++) {
+        result r = do_unwrap("", &one, lens[i]);
+        int bad = r.status != KM_ERR_CRYPTO && r.status != KM_ERR_INVALID_ARGUMENT;
+        if (bad)
+            because(w, "unwrap of %zu bytes returned %s, want KM_ERR_CRYPTO or KM_ERR_INVALID_ARGUMENT (%s)",
+                    lens[i], status_name(r.status), error_text(&r));
+        release(&r);
+        if (bad)
+            return CHECK_FAIL;
+    }
+    return CHECK_PASS;
+}
+
+/* arg: 0 = wrap, 1 = unwrap with an unknown key id. */
+static int check_unknown_key(why *w, void *arg)
+{
+    int unwrap = *(const int *)arg;
+    uint8_t plain[32], *ct = NULL;
+    size_t ct_len = 0;
+    random_bytes(plain, sizeof plain);
+    result r;
+    if (unwrap) {
+        if (make_ciphertext(plain, sizeof plain, &ct, &ct_len, w) < 0)
+            return CHECK_FAIL;
+        r = do_unwrap(UNKNOWN_KEY_ID, ct, ct_len);
+    } else {
+        r = do_wrap(UNKNOWN_KEY_ID, plain, sizeof plain);
+    }
+    int outcome = CHECK_PASS;
+    if (r.status != KM_ERR_NOT_FOUND)
+        outcome = because(w, "%s with an unknown key id returned %s, want KM_ERR_NOT_FOUND (%s)",
+                          unwrap ? "unwrap" : "wrap", status_name(r.status), error_text(&r));
+    release(&r);
+    free(ct);
+    return outcome;
+}
+
+/* create + destroy again and again with the same config: no leak, no crash. */
+typedef struct config_arg {
+    const char *json;
+    size_t len;
+} config_arg;
+
+static int check_create_destroy(why *w, void *arg)
+{
+    const config_arg *cfg = arg;
+    km_manager *m = NULL;
+    char *error = NULL;
+    int32_t status = factory->create(cfg->json, cfg->len, &m, &error);
+    int outcome = CHECK_PASS;
+    if (status != KM_OK || !m)
+        outcome = because(w, "create returned %s: %s", status_name(status), error ? error : "(no message)");
+    if (error)
+        plugin->free(error);
+    if (m)
+        factory->ops->destroy(m);
+    return outcome;
+}
+
+/* ------------------------------------------------------------------ */
+/* Concurrency                                                          */
+
+typedef struct worker {
+    int index;
+    int failures;
+    char reason[300];
+} worker;
+
+static void *worker_main(void *arg)
+{
+    worker *wk = arg;
+    uint32_t seed = 0x9E3779B9u * (uint32_t)(wk->index + 1);
+    for (int op = 0; op < OPS_PER_THREAD; op++) {
+        seed = seed * 1664525u + 1013904223u;
+        uint8_t plain[512], *ct = NULL;
+        size_t n = 1 + (seed >> 8) % (can_roundtrip ? sizeof plain : 32), ct_len = 0;
+        random_bytes(plain, n);
+        result r;
+        const char *what;
+        int32_t want = KM_OK;
+        if (op % 10 == 9) { /* the error path, concurrently too */
+            what = "unknown key id";
+            want = KM_ERR_NOT_FOUND;
+            r = can_roundtrip ? do_wrap(UNKNOWN_KEY_ID, plain, n) : do_unwrap(UNKNOWN_KEY_ID, plain, n);
+        } else {
+            why w;
+            what = "round trip";
+            if (make_ciphertext(plain, n, &ct, &ct_len, &w) < 0) {
+                wk->failures++;
+                snprintf(wk->reason, sizeof wk->reason, "thread %d op %d: %.250s", wk->index, op, w.text);
+                continue;
+            }
+            r = do_unwrap("", ct, ct_len);
+        }
+        int bad = r.status != want
+                  || (want == KM_OK && (r.out_len != n || memcmp(r.out, plain, n) != 0));
+        if (bad && wk->failures++ == 0)
+            snprintf(wk->reason, sizeof wk->reason, "thread %d op %d (%s): %s %.200s", wk->index, op, what,
+                     status_name(r.status), r.status == KM_OK ? "with wrong bytes" : error_text(&r));
+        release(&r);
+        free(ct);
+    }
+    return NULL;
+}
+
+static int check_concurrency(why *w, void *arg)
+{
+    (void)arg;
+    pthread_t tids[THREADS];
+    worker workers[THREADS];
+    int started = 0;
+    for (int i = 0; i < THREADS; i++) {
+        workers[i] = (worker){.index = i};
+        if (pthread_create(&tids[i], NULL, worker_main, &workers[i]) != 0)
+            break;
+        started++;
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(tids[i], NULL);
+    if (started != THREADS)
+        return because(w, "could not start %d threads", THREADS);
+    int failures = 0;
+    const char *first = NULL;
+    for (int i = 0; i < THREADS; i++) {
+        failures += workers[i].failures;
+        if (!first && workers[i].failures)
+            first = workers[i].reason;
+    }
+    if (failures)
+        return because(w, "%d of %d concurrent calls failed; first: %s", failures, THREADS * OPS_PER_THREAD,
+                       first);
+    return CHECK_PASS;
+}
+
+/* ------------------------------------------------------------------ */
+/* Driver                                                               */
+
+static int read_config(const char *path, char **out, size_t *out_len, why *w)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f)
+        return because(w, "cannot open %s: %s", path, strerror(errno)), -1;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n == cap) {
+            if (cap >= MAX_CONFIG_BYTES) {
+                because(w, "%s is larger than %u bytes", path, MAX_CONFIG_BYTES);
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            char *bigger = realloc(buf, cap * 2);
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) {
+            if (ferror(f)) {
+                because(w, "cannot read %s: %s", path, strerror(errno));
+                free(buf);
+                buf = NULL;
+            }
+            break;
+        }
+    }
+    if (f != stdin)
+        fclose(f);
+    if (!buf) {
+        if (!w->text[0])
+            because(w, "out of memory reading %s", path);
+        return -1;
+    }
+    *out = buf;
+    *out_len = n;
+    return 0;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: km-conformance [--manager NAME] [--iterations N] PLUGIN.so [CONFIG.json|-]\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *manager_name = NULL, *plugin_path = NULL, *config_path = NULL;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--manager") == 0 && i + 1 < argc) {
+            manager_name = argv[++i];
+        } else if (strcmp(argv[i], "--iterations") == 0 && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 1000000) {
+                fprintf(stderr, "km-conformance: --iterations wants a number from 1 to 1000000\n");
+                return 2;
+            }
+            iterations = (int)v;
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage();
+            return 0;
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            fprintf(stderr, "km-conformance: unknown option %s\n", argv[i]);
+            usage();
+            return 2;
+        } else if (!plugin_path) {
+            plugin_path = argv[i];
+        } else if (!config_path) {
+            config_path = argv[i];
+        } else {
+            usage();
+            return 2;
+        }
+    }
+    if (!plugin_path) {
+        usage();
+        return 2;
+    }
+
+    /* dlopen searches the library path for bare names: make them relative. */
+    char *path = malloc(strlen(plugin_path) + 3);
+    if (!path)
+        return 3;
+    sprintf(path, "%s%s", strchr(plugin_path, '/') ? "" : "./", plugin_path);
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    free(path);
+    if (!lib) {
+        report_fail("load", "%s", dlerror());
+        return finish();
+    }
+    report_pass("load");
+    typedef const km_plugin *(*init_fn)(const km_host *);
+    dlerror();
+    void *sym = dlsym(lib, "km_plugin_init");
+    if (!sym) {
+        report_fail("entry_point", "%s does not export km_plugin_init", plugin_path);
+        return finish();
+    }
+    report_pass("entry_point");
+    init_fn init;
+    memcpy(&init, &sym, sizeof init); /* object pointer -> function pointer, as POSIX allows */
+    plugin = init(&host);
+    if (!plugin) {
+        report_fail("init", "km_plugin_init returned NULL");
+        return finish();
+    }
+    report_pass("init");
+    if (check_descriptor() < 0)
+        return finish();
+
+    for (size_t i = 0; i < plugin->factory_count; i++) {
+        const km_factory *f = plugin->factories[i];
+        if (!f || !f->create || !f->ops || !f->ops->destroy || !valid_name(f->manager_name))
+            continue;
+        check_create_rejects(f, "invalid_json", "{not json", 9);
+        check_create_rejects(f, "json_array", "[]", 2);
+        check_create_rejects(f, "empty", "", 0);
+    }
+
+    for (size_t i = 0; i < plugin->factory_count && !factory; i++) {
+        const km_factory *f = plugin->factories[i];
+        if (f && (!manager_name || (f->manager_name && strcmp(f->manager_name, manager_name) == 0)))
+            factory = f;
+    }
+    if (!factory) {
+        report_fail("manager", "the plugin has no manager named \"%s\"", manager_name);
+        return finish();
+    }
+    if (!config_path) {
+        report_skip("create", "no config given; manager checks not run");
+        return finish();
+    }
+    config_arg cfg = {0};
+    why w = {{0}};
+    if (read_config(config_path, (char **)&cfg.json, &cfg.len, &w) < 0) {
+        report_fail("config", "%s", w.text);
+        return finish();
+    }
+    char *create_error = NULL;
+    int32_t status = factory->create(cfg.json, cfg.len, &mgr, &create_error);
+    if (status != KM_OK || !mgr) {
+        report_fail("create", "%s returned %s: %s", factory->manager_name, status_name(status),
+                    create_error ? create_error : "(no message)");
+        if (create_error)
+            plugin->free(create_error);
+        free((char *)cfg.json);
+        return finish();
+    }
+    if (create_error)
+        plugin->free(create_error);
+    report_pass("create");
+    run_check("create.destroy_cycle", check_create_destroy, &cfg, iterations);
+
+    uint32_t caps = factory->capabilities;
+    const km_manager_ops *ops = factory->ops;
+    if (ops->probe)
+        run_check("probe", check_probe, NULL, 1);
+    else
+        report_skip("probe", "the manager has no probe");
+
+    int have_wrap = (caps & KM_CAP_WRAP) && ops->wrap, have_unwrap = (caps & KM_CAP_UNWRAP) && ops->unwrap;
+    if ((caps & KM_CAP_PUBLIC_KEY) && ops->get_public_key) {
+        run_check("public_key", check_public_key, NULL, 1);
+        run_check("public_key.unknown_key", check_public_key_unknown, NULL, iterations);
+    } else {
+        report_skip("public_key", "KM_CAP_PUBLIC_KEY not set");
+    }
+    if (pubkey && pubkey_is_rsa && have_unwrap) {
+        if (run_check("unwrap.rsa_oaep", check_rsa_oaep_unwrap, NULL, iterations) == CHECK_PASS)
+            data_path_checks++;
+    } else if (pubkey && have_unwrap) {
+        report_skip("unwrap.rsa_oaep", "the default key is not RSA");
+    }
+
+    if (have_wrap && have_unwrap) {
+        static const size_t sizes[] = {32, 1, 4096};
+        static const char *names[] = {"roundtrip.32", "roundtrip.1", "roundtrip.4096"};
+        for (int i = 0; i < 3; i++) {
+            int outcome = run_check(names[i], check_roundtrip, (void *)&sizes[i], iterations);
+            if (outcome == CHECK_PASS)
+                data_path_checks++;
+            if (outcome == CHECK_SKIP)
+                break;
+        }
+    } else {
+        report_skip("roundtrip", "KM_CAP_WRAP and KM_CAP_UNWRAP not both set");
+    }
+
+    if (have_unwrap && (can_roundtrip || pubkey_is_rsa)) {
+        static const int middle = 0, last = 1;
+        run_check("tamper.middle", check_tamper, (void *)&middle, iterations);
+        run_check("tamper.last", check_tamper, (void *)&last, iterations);
+        run_check("unwrap.short", check_unwrap_short, NULL, iterations);
+        static const int unwrap = 1;
+        run_check("unknown_key.unwrap", check_unknown_key, (void *)&unwrap, iterations);
+    } else {
+        report_skip("tamper", "no way to produce a ciphertext for the default key");
+    }
+    if (can_roundtrip) {
+        static const int wrap = 0;
+        run_check("unknown_key.wrap", check_unknown_key, (void *)&wrap, iterations);
+    }
+
+    if (!(caps & KM_CAP_THREAD_SAFE))
+        report_skip("concurrency", "not flagged KM_CAP_THREAD_SAFE");
+    else if (!(have_unwrap && (can_roundtrip || pubkey_is_rsa)))
+        report_skip("concurrency", "no data path to exercise");
+    else
+        run_check("concurrency", check_concurrency, NULL, 1);
+
+    if (data_path_checks > 0)
+        report_pass("coverage");
+    else
+        report_fail("coverage", "no wrap/unwrap or public-key unwrap check ran on the default key");
+
+    if (violation_count)
+        report_fail("status_codes", "%d contract violation(s); first: %s", violation_count, first_violation);
+    else
+        report_pass("status_codes");
+
+    ops->destroy(mgr);
+    mgr = NULL;
+    report_pass("destroy");
+    EVP_PKEY_free(pubkey);
+    free((char *)cfg.json);
+    return finish();
+}
