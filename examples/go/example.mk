@@ -1,0 +1,16 @@
+# The Go template: make example-go -> build/examples/example-go-manager.so
+# Standard library only, so it builds offline (GOPROXY=off, GOFLAGS=-mod=mod
+# is never needed). The Go caches live under build/ so the build works as
+# any user and in CI. c-shared also writes a .h next to the .so; unused.
+EXAMPLE_GO_SO := $(BUILD)/examples/example-go-manager.so
+EXAMPLES += $(EXAMPLE_GO_SO)
+GO ?= go
+
+.PHONY: example-go
+example-go: $(EXAMPLE_GO_SO)
+
+$(EXAMPLE_GO_SO): $(wildcard examples/go/*.go examples/go/*.c examples/go/*.h) examples/go/go.mod include/keymanager.h
+	@mkdir -p $(@D)
+	cd examples/go && CGO_ENABLED=1 GOFLAGS=-buildvcs=false GOPROXY=off GOTOOLCHAIN=local \
+	  GOCACHE=$(abspath $(BUILD))/go/cache GOPATH=$(abspath $(BUILD))/go/path \
+	  $(GO) build -buildmode=c-shared -trimpath -o $(abspath $@) .

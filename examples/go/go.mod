@@ -1,0 +1,3 @@
+module kasplugins/example-go
+
+go 1.19
