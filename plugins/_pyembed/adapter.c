@@ -1,0 +1,359 @@
+/*
+ * adapter.c -- the C side of a Python key-manager plugin (cffi embedding).
+ *
+ * build.py compiles this file (via ffi.set_source) once per plugin, after
+ * defining the KM_PYEMBED_* macros from the plugin's plugin.toml. It owns
+ * every C-side concern so that plugin authors only write a Python class:
+ *
+ *   - the km_plugin descriptor, the one factory and its ops table;
+ *   - starting Python when a plain C host loaded us (promoting libpython to
+ *     RTLD_GLOBAL first, pointing Python at the venv), or sharing the
+ *     interpreter when the Python host loaded us;
+ *   - buffers: inputs are handed to Python, which copies them; outputs and
+ *     error strings are allocated here and released by km_pyembed_free,
+ *     which clears them first;
+ *   - a status check on every Python result (KM_OK must carry an output).
+ *
+ * The Python side (km_pyembed/runtime.py) implements the extern "Python"
+ * callbacks declared below and maps exceptions to KM_* codes.
+ */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keymanager.h"
+
+#define KM_EXPORT __attribute__((visibility("default")))
+
+/* ---- Python callbacks (runtime.py), static per cffi's extern "Python" -- */
+static int32_t km_py_ready(void);
+static int32_t km_py_create(const char *config, size_t config_len,
+                            uint64_t *handle, char **error);
+static int32_t km_py_call(uint64_t handle, int32_t op, uint32_t timeout_ms,
+                          const char *request_id, const char *key_id,
+                          const uint8_t *in, size_t in_len,
+                          uint8_t **out, size_t *out_len, char **error);
+static void km_py_destroy(uint64_t handle);
+
+/* Operation numbers shared with runtime.py. */
+#define KM_PYEMBED_OP_WRAP 1
+#define KM_PYEMBED_OP_UNWRAP 2
+#define KM_PYEMBED_OP_PUBLIC_KEY 3
+#define KM_PYEMBED_OP_PROBE 4
+
+/* ---- Memory: every buffer handed to the host ---------------------------
+ * A 16-byte header records the size so that free can clear the bytes
+ * (outputs may be key material) before releasing them. One extra zero byte
+ * terminates every buffer so strings and PEM text are NUL-terminated. */
+#define KM_PYEMBED_HDR 16
+
+static void *km_pyembed_alloc(size_t n)
+{
+    if (n > SIZE_MAX - KM_PYEMBED_HDR - 1)
+        return NULL;
+    unsigned char *base = malloc(KM_PYEMBED_HDR + n + 1);
+    if (base == NULL)
+        return NULL;
+    memcpy(base, &n, sizeof n);
+    base[KM_PYEMBED_HDR + n] = 0;
+    return base + KM_PYEMBED_HDR;
+}
+
+static void km_pyembed_free(void *ptr)
+{
+    if (ptr == NULL)
+        return;
+    unsigned char *base = (unsigned char *)ptr - KM_PYEMBED_HDR;
+    size_t n;
+    memcpy(&n, base, sizeof n);
+    explicit_bzero(base, KM_PYEMBED_HDR + n + 1);
+    free(base);
+}
+
+/* Called by runtime.py: copy `data` into a fresh host-owned buffer. */
+static int km_pyembed_set_bytes(uint8_t **out, size_t *out_len,
+                                const char *data, size_t n)
+{
+    uint8_t *buf = km_pyembed_alloc(n);
+    if (buf == NULL)
+        return -1;
+    if (n)
+        memcpy(buf, data, n);
+    *out = buf;
+    *out_len = n;
+    return 0;
+}
+
+static int km_pyembed_set_error(char **error, const char *message)
+{
+    if (error == NULL)
+        return 0;
+    size_t n = strlen(message);
+    char *buf = km_pyembed_alloc(n);
+    if (buf == NULL)
+        return -1;
+    memcpy(buf, message, n);
+    *error = buf;
+    return 0;
+}
+
+/* ---- Host logging -------------------------------------------------------- */
+static km_log_fn km_host_log;
+static void *km_host_log_ctx;
+
+static int km_pyembed_has_log(void) { return km_host_log != NULL; }
+
+static void km_pyembed_log(int32_t level, const char *request_id, const char *message)
+{
+    if (km_host_log != NULL)
+        km_host_log(km_host_log_ctx, level, request_id, message);
+}
+
+/* ---- Starting Python ------------------------------------------------------
+ * Loaded by the Python host, the interpreter is already running: share it.
+ * Loaded by a plain C host with dlopen(RTLD_LOCAL), libpython came in as our
+ * dependency in a local scope, where extension modules (e.g. _cffi_backend)
+ * cannot resolve its symbols: re-open it RTLD_GLOBAL first. Then start
+ * Python as the venv's interpreter so `site` adds the venv's site-packages,
+ * and add the build-time site-packages explicitly in case the venv moved. */
+static pthread_mutex_t km_boot_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void km_boot_log(int32_t level, const char *message)
+{
+    km_pyembed_log(level, NULL, message);
+}
+
+static void km_promote_libpython(void)
+{
+    Dl_info info;
+    if (dladdr((void *)&Py_IsInitialized, &info) && info.dli_fname != NULL) {
+        void *h = dlopen(info.dli_fname, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD);
+        if (h == NULL)
+            km_boot_log(KM_LOG_WARN, "pyembed: could not promote libpython to RTLD_GLOBAL");
+        /* keep the reference: libpython must outlive the interpreter */
+    }
+}
+
+static void km_add_site_dir(const char *dir)
+{
+    if (dir == NULL || dir[0] == 0)
+        return;
+    PyObject *path = PySys_GetObject("path"); /* borrowed */
+    PyObject *entry = PyUnicode_DecodeFSDefault(dir);
+    if (path == NULL || entry == NULL) {
+        Py_XDECREF(entry);
+        PyErr_Clear();
+        return;
+    }
+    int present = PySequence_Contains(path, entry);
+    if (present == 0) {
+        /* site.addsitedir also runs the .pth files (editable installs) */
+        PyObject *site = PyImport_ImportModule("site");
+        PyObject *r = site ? PyObject_CallMethod(site, "addsitedir", "O", entry) : NULL;
+        Py_XDECREF(r);
+        Py_XDECREF(site);
+    }
+    Py_DECREF(entry);
+    PyErr_Clear();
+}
+
+static int km_start_python(void)
+{
+    pthread_mutex_lock(&km_boot_lock);
+    if (Py_IsInitialized()) {
+        pthread_mutex_unlock(&km_boot_lock);
+        return 0;
+    }
+    km_promote_libpython();
+
+    PyConfig config;
+    PyConfig_InitPythonConfig(&config);
+    config.install_signal_handlers = 0; /* the host owns the signals */
+    config.parse_argv = 0;
+    const char *python = getenv("KM_PYEMBED_PYTHON");
+    if (python == NULL || python[0] == 0)
+        python = KM_PYEMBED_PYTHON;
+    PyStatus status = PyConfig_SetBytesString(&config, &config.program_name, python);
+    if (!PyStatus_Exception(status))
+        status = Py_InitializeFromConfig(&config);
+    PyConfig_Clear(&config);
+    if (PyStatus_Exception(status)) {
+        km_boot_log(KM_LOG_ERROR, "pyembed: Python failed to start (check KM_PYEMBED_PYTHON / PYTHONHOME)");
+        pthread_mutex_unlock(&km_boot_lock);
+        return -1;
+    }
+    km_add_site_dir(KM_PYEMBED_SITE_PACKAGES);
+    PyEval_SaveThread(); /* release the GIL; calls take it with PyGILState */
+    pthread_mutex_unlock(&km_boot_lock);
+    return 0;
+}
+
+/* ---- The manager ----------------------------------------------------------- */
+struct km_manager {
+    uint64_t handle; /* key of the Python instance in runtime.py's table */
+};
+
+/* A Python result of KM_OK without an output would break the host. */
+static int32_t km_checked(int32_t status, uint8_t **out, char **error)
+{
+    if (status == KM_OK && out != NULL && *out == NULL) {
+        km_pyembed_set_error(error, "pyembed: manager returned no output");
+        return KM_ERR_INTERNAL;
+    }
+    if (status < KM_OK || status > KM_ERR_CRYPTO)
+        return KM_ERR_INTERNAL;
+    return status;
+}
+
+static int32_t km_op(km_manager *mgr, int32_t op, const km_call_ctx *ctx,
+                     const char *key_id, const uint8_t *in, size_t in_len,
+                     uint8_t **out, size_t *out_len, char **error)
+{
+    uint32_t timeout_ms = 0;
+    const char *request_id = NULL;
+    if (error != NULL)
+        *error = NULL;
+    if (mgr == NULL || (op != KM_PYEMBED_OP_PROBE && (out == NULL || out_len == NULL))) {
+        km_pyembed_set_error(error, "pyembed: NULL manager or output pointer");
+        return KM_ERR_INVALID_ARGUMENT;
+    }
+    if (out != NULL) {
+        *out = NULL;
+        *out_len = 0;
+    }
+    /* struct_size: read only the fields this host compiled in */
+    if (ctx != NULL && ctx->struct_size >= offsetof(km_call_ctx, timeout_ms) + sizeof ctx->timeout_ms)
+        timeout_ms = ctx->timeout_ms;
+    if (ctx != NULL && ctx->struct_size >= offsetof(km_call_ctx, request_id) + sizeof ctx->request_id)
+        request_id = ctx->request_id;
+    if (in == NULL && in_len != 0) {
+        km_pyembed_set_error(error, "pyembed: NULL input with non-zero length");
+        return KM_ERR_INVALID_ARGUMENT;
+    }
+    int32_t status = km_py_call(mgr->handle, op, timeout_ms, request_id,
+                                key_id != NULL ? key_id : "", in, in_len,
+                                out, out_len, error);
+    return km_checked(status, out, error);
+}
+
+static int32_t km_wrap(km_manager *mgr, const km_call_ctx *ctx, const char *key_id,
+                       const uint8_t *plain, size_t plain_len,
+                       uint8_t **out, size_t *out_len, char **error)
+{
+    return km_op(mgr, KM_PYEMBED_OP_WRAP, ctx, key_id, plain, plain_len, out, out_len, error);
+}
+
+static int32_t km_unwrap(km_manager *mgr, const km_call_ctx *ctx, const char *key_id,
+                         const uint8_t *wrapped, size_t wrapped_len,
+                         uint8_t **out, size_t *out_len, char **error)
+{
+    return km_op(mgr, KM_PYEMBED_OP_UNWRAP, ctx, key_id, wrapped, wrapped_len, out, out_len, error);
+}
+
+static int32_t km_public_key(km_manager *mgr, const km_call_ctx *ctx, const char *key_id,
+                             uint8_t **out, size_t *out_len, char **error)
+{
+    return km_op(mgr, KM_PYEMBED_OP_PUBLIC_KEY, ctx, key_id, NULL, 0, out, out_len, error);
+}
+
+static int32_t km_probe(km_manager *mgr, const km_call_ctx *ctx, char **error)
+{
+    return km_op(mgr, KM_PYEMBED_OP_PROBE, ctx, "", NULL, 0, NULL, NULL, error);
+}
+
+static void km_destroy(km_manager *mgr)
+{
+    if (mgr == NULL)
+        return;
+    km_py_destroy(mgr->handle);
+    explicit_bzero(mgr, sizeof *mgr);
+    free(mgr);
+}
+
+static int32_t km_create(const char *config_json, size_t config_len,
+                         km_manager **mgr, char **error)
+{
+    if (error != NULL)
+        *error = NULL;
+    if (mgr == NULL) {
+        km_pyembed_set_error(error, "pyembed: NULL manager pointer");
+        return KM_ERR_INVALID_ARGUMENT;
+    }
+    *mgr = NULL;
+    if (config_json == NULL && config_len != 0) {
+        km_pyembed_set_error(error, "pyembed: NULL config with non-zero length");
+        return KM_ERR_INVALID_ARGUMENT;
+    }
+    km_manager *m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        km_pyembed_set_error(error, "pyembed: out of memory");
+        return KM_ERR_INTERNAL;
+    }
+    int32_t status = km_py_create(config_json != NULL ? config_json : "", config_len,
+                                  &m->handle, error);
+    if (status != KM_OK) {
+        free(m);
+        return (status > KM_OK && status <= KM_ERR_CRYPTO) ? status : KM_ERR_INTERNAL;
+    }
+    *mgr = m;
+    return KM_OK;
+}
+
+static const km_manager_ops km_ops = {
+    .struct_size = sizeof(km_manager_ops),
+#if KM_PYEMBED_HAS_WRAP
+    .wrap = km_wrap,
+#endif
+#if KM_PYEMBED_HAS_UNWRAP
+    .unwrap = km_unwrap,
+#endif
+#if KM_PYEMBED_HAS_PUBLIC_KEY
+    .get_public_key = km_public_key,
+#endif
+#if KM_PYEMBED_HAS_PROBE
+    .probe = km_probe,
+#endif
+    .destroy = km_destroy,
+};
+
+static const km_factory km_the_factory = {
+    .struct_size = sizeof(km_factory),
+    .manager_name = KM_PYEMBED_MANAGER_NAME,
+    .capabilities = KM_PYEMBED_CAPABILITIES,
+    .create = km_create,
+    .ops = &km_ops,
+};
+
+static const km_factory *const km_factories[] = {&km_the_factory};
+
+static const km_plugin km_descriptor = {
+    .struct_size = sizeof(km_plugin),
+    .abi_major = KM_ABI_VERSION_MAJOR,
+    .abi_minor = KM_ABI_VERSION_MINOR,
+    .plugin_name = KM_PYEMBED_PLUGIN_NAME,
+    .plugin_version = KM_PYEMBED_PLUGIN_VERSION,
+    .factories = km_factories,
+    .factory_count = 1,
+    .free = km_pyembed_free,
+};
+
+KM_EXPORT const km_plugin *km_plugin_init(const km_host *host)
+{
+    if (host != NULL && host->struct_size >= offsetof(km_host, log_ctx) + sizeof host->log_ctx) {
+        km_host_log = host->log;
+        km_host_log_ctx = host->log_ctx;
+    }
+    if (host != NULL && host->abi_major != KM_ABI_VERSION_MAJOR) {
+        km_boot_log(KM_LOG_ERROR, "pyembed: host ABI major version differs from the plugin's");
+        return NULL;
+    }
+    /* Start (or join) Python now so a plugin that cannot run is refused at
+     * load time with a logged reason, not at its first call. */
+    if (km_start_python() != 0 || cffi_start_python() != 0)
+        return NULL;
+    if (km_py_ready() != 0)
+        return NULL; /* runtime.py logged why */
+    return &km_descriptor;
+}
