@@ -74,6 +74,8 @@ def kas_registry():
 
 # Command modules attach themselves to the groups above.
 from host.cli import plugins as _plugins  # noqa: E402,F401
+from host.cli import keys as _keys  # noqa: E402,F401
+from host.cli import kas as _kas  # noqa: E402,F401
 from host.cli import provider as _provider  # noqa: E402,F401
 from host.cli import kas_servers as _kas_servers  # noqa: E402,F401
 from host.cli import db as _db  # noqa: E402,F401
