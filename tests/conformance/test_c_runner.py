@@ -1,0 +1,215 @@
+"""build/km-conformance: passes real plugins, catches broken ones, survives bad input.
+
+Every built plugin with a known test config must pass the runner. The toy
+plugin (toy_plugin.c), compiled with one deliberate bug at a time, shows that
+each check can fail; `make sanitize` runs the C plugins under ASan/UBSan/LSan.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conformance.runner_util import (
+    PLUGIN_DIR, ROOT, RUNNER, TOY_SRC, asan_available, compile_plugin, make, make_or_fail,
+    random_kek, run_runner,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built_runner():
+    make_or_fail(str(RUNNER.relative_to(ROOT)))
+
+
+# ---- every built plugin with a known config passes ---------------------------
+
+def _file_kek_config(tmp: Path) -> Path:
+    cfg = tmp / "file-kek.json"
+    cfg.write_text(json.dumps({"keks": {"kek-1": random_kek(), "kek-2": random_kek()},
+                               "default_key_id": "kek-2"}))
+    return cfg
+
+
+# plugin file name -> writes a config for it into a temp dir. Plugins that need
+# a live backend (SoftHSM, emulators) are covered by their own test modules.
+KNOWN_CONFIGS = {
+    "file-kek-manager.so": _file_kek_config,
+}
+
+
+@pytest.mark.parametrize("plugin_file", sorted(KNOWN_CONFIGS))
+def test_known_plugin_passes(plugin_file, tmp_path):
+    make_or_fail(f"build/plugins/{plugin_file}")
+    cfg = KNOWN_CONFIGS[plugin_file](tmp_path)
+    r = run_runner(PLUGIN_DIR / plugin_file, cfg)
+    assert r.returncode == 0, r.stdout + r.stderr
+    passed, failed = r.summary
+    assert failed == 0 and not r.failed()
+    assert passed >= 20  # the manager checks ran, not just the loader ones
+    for check in ("roundtrip.4096", "tamper.middle", "tamper.last", "unknown_key.wrap", "concurrency", "destroy"):
+        assert f"PASS {check}" in r.lines
+
+
+def test_config_from_stdin(tmp_path):
+    make_or_fail("build/plugins/file-kek-manager.so")
+    r = run_runner(PLUGIN_DIR / "file-kek-manager.so", "-", stdin=_file_kek_config(tmp_path).read_text())
+    assert r.returncode == 0 and r.summary[1] == 0, r.stdout
+
+
+def test_iterations_repeat_checks(tmp_path):
+    make_or_fail("build/plugins/file-kek-manager.so")
+    r = run_runner("--iterations", "50", PLUGIN_DIR / "file-kek-manager.so", _file_kek_config(tmp_path))
+    assert r.returncode == 0 and r.summary[1] == 0, r.stdout
+    # each create.destroy_cycle iteration logs one "manager ready" line
+    assert r.stderr.count("manager ready") >= 51
+
+
+def test_manager_flag_selects_factory(tmp_path):
+    make_or_fail("build/plugins/file-kek-manager.so")
+    so, cfg = PLUGIN_DIR / "file-kek-manager.so", _file_kek_config(tmp_path)
+    assert run_runner("--manager", "file-kek", so, cfg).returncode == 0
+    r = run_runner("--manager", "nope", so, cfg)
+    assert r.returncode == 1
+    assert r.line("FAIL manager") == 'FAIL manager: the plugin has no manager named "nope"'
+
+
+def test_without_config_runs_loader_checks_only():
+    make_or_fail("build/plugins/file-kek-manager.so")
+    r = run_runner(PLUGIN_DIR / "file-kek-manager.so")
+    assert r.returncode == 0
+    assert r.line("SKIP create").startswith("SKIP create: no config given")
+    assert "PASS create.invalid_json[file-kek]" in r.lines
+
+
+# ---- bad input to the runner itself: a FAIL line and exit 1, never a crash ---
+
+def test_missing_plugin_file(tmp_path):
+    r = run_runner(tmp_path / "nope.so")
+    assert r.returncode == 1 and r.summary == (0, 1)
+    assert r.line("FAIL load").startswith("FAIL load: ") and "No such file" in r.stdout
+
+
+def test_not_an_elf_file(tmp_path):
+    fake = tmp_path / "fake.so"
+    fake.write_text("just text\n")
+    r = run_runner(fake)
+    assert r.returncode == 1 and r.summary == (0, 1)
+    assert "FAIL load: " in r.stdout
+
+
+def test_elf_without_entry_point():
+    libc = subprocess.run(["gcc", "-print-file-name=libc.so.6"], capture_output=True, text=True).stdout.strip()
+    assert Path(libc).is_file(), libc
+    r = run_runner(libc)
+    assert r.returncode == 1 and r.summary == (1, 1)
+    assert r.line("FAIL entry_point") == f"FAIL entry_point: {libc} does not export km_plugin_init"
+
+
+def test_bare_name_is_not_searched_on_library_path(tmp_path):
+    # "libc.so.6" must mean ./libc.so.6, not the system's libc
+    r = subprocess.run([str(RUNNER), "libc.so.6"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 1 and "FAIL load" in r.stdout
+
+
+def test_missing_config_file(tmp_path):
+    make_or_fail("build/plugins/file-kek-manager.so")
+    r = run_runner(PLUGIN_DIR / "file-kek-manager.so", tmp_path / "absent.json")
+    assert r.returncode == 1
+    assert r.line("FAIL config").startswith("FAIL config: cannot open ")
+
+
+@pytest.mark.parametrize("args", [[], ["--bogus", "x.so"], ["--iterations", "0", "x.so"],
+                                  ["--iterations", "ten", "x.so"], ["a.so", "b.json", "c"]])
+def test_usage_errors_exit_2(args):
+    r = subprocess.run([str(RUNNER), *args], capture_output=True, text=True)
+    assert r.returncode == 2 and "usage" in r.stderr + r.stdout or "--iterations" in r.stderr
+
+
+# ---- the toy plugin: correct, then broken one way at a time ------------------
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    out = tmp_path_factory.mktemp("toy")
+    cfg = out / "toy.json"
+    cfg.write_text("{}")
+    cache: dict[tuple, Path] = {}
+
+    def build(*defines: str, sanitize: bool = False) -> Path:
+        key = (defines, sanitize)
+        if key not in cache:
+            name = "-".join(d.lower() for d in defines) or "good"
+            cache[key] = compile_plugin(TOY_SRC, out / f"toy-{name}{'-asan' if sanitize else ''}.so", *defines,
+                                        sanitize=sanitize)
+        return cache[key]
+
+    build.config = cfg
+    return build
+
+
+def test_correct_toy_plugin_passes(toy):
+    r = run_runner(toy(), toy.config)
+    assert r.returncode == 0 and r.summary[1] == 0, r.stdout
+
+
+BROKEN = {
+    "BROKEN_INIT_NULL": ["FAIL init: km_plugin_init returned NULL"],
+    "BROKEN_ABI_MAJOR": ["FAIL descriptor.abi_version: plugin ABI 2.0, this runner speaks 1.0"],
+    "BROKEN_CAPS": ["FAIL factory[toy]: KM_CAP_WRAP set but ops->wrap is NULL"],
+    "BROKEN_DUP_NAMES": ['FAIL factory[toy]: manager name "toy" is registered twice'],
+    "BROKEN_CREATE": ["FAIL create.invalid_json[toy]: returned KM_OK", "FAIL create.json_array[toy]",
+                      "FAIL create.empty[toy]"],
+    "BROKEN_TAMPER": ["FAIL tamper.middle: unwrap of a tampered ciphertext returned KM_OK",
+                      "FAIL tamper.last"],
+    "BROKEN_STATUS": ["FAIL unknown_key.wrap", "FAIL unknown_key.unwrap",
+                      "FAIL status_codes: ", "outside the KM_* enum"],
+    "BROKEN_NOT_FOUND": ["FAIL unknown_key.wrap: wrap with an unknown key id returned KM_ERR_INVALID_ARGUMENT"],
+    "BROKEN_OK_NULL": ["FAIL roundtrip.1", "returned KM_OK with a NULL output"],
+    "BROKEN_ROUNDTRIP": ["FAIL roundtrip.4096: unwrap returned 4095 bytes that differ from the 4096 wrapped"],
+}
+
+
+@pytest.mark.parametrize("defect", sorted(BROKEN))
+def test_broken_toy_plugin_is_caught(toy, defect):
+    r = run_runner(toy(defect), toy.config)
+    assert r.returncode == 1, r.stdout
+    assert r.summary[1] >= 1 and r.failed()
+    for expected in BROKEN[defect]:
+        assert expected in r.stdout, f"{expected!r} not in:\n{r.stdout}"
+
+
+# ---- sanitizers (issue 7 item 4) ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def asan(tmp_path_factory):
+    if shutil.which("gcc") is None or not asan_available(tmp_path_factory.mktemp("asan")):
+        pytest.skip("the C compiler cannot build AddressSanitizer programs here")
+
+
+def test_make_sanitize_is_clean(asan):
+    r = make("sanitize")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "sanitize: ok build/asan/plugins/file-kek-manager.so with build/asan/file-kek.json" in r.stdout
+    assert "sanitize: ok build/asan/plugins/file-kek-manager.so with build/asan/file-kek-dir.json" in r.stdout
+
+
+@pytest.mark.parametrize("defect, report", [
+    ("BROKEN_LEAK", "LeakSanitizer: detected memory leaks"),
+    ("BROKEN_OOB", "AddressSanitizer: heap-buffer-overflow"),
+])
+def test_make_sanitize_catches_memory_bugs(asan, toy, defect, report):
+    bad = toy(defect, sanitize=True)
+    r = make("sanitize", SANITIZE_PLUGINS=f"{bad}={toy.config}", SANITIZE_ITERATIONS="20")
+    assert r.returncode != 0, r.stdout
+    assert f"sanitize: FAIL {bad}" in r.stdout and report in r.stdout, r.stdout
+
+
+def test_make_sanitize_passes_correct_toy(asan, toy):
+    # the control for the test above: same setup, no defect
+    good = toy(sanitize=True)
+    r = make("sanitize", SANITIZE_PLUGINS=f"{good}={toy.config}", SANITIZE_ITERATIONS="20")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"sanitize: ok {good}" in r.stdout
