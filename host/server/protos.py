@@ -89,4 +89,9 @@ key_management_pb2, key_management_connect = _import_generated(
 kasregistry_pb2, kasregistry_connect = _import_generated(
     "policy.kasregistry", ("key_access_server_registry_pb2", "key_access_server_registry_connect"))
 kas_pb2, kas_connect = _import_generated("kas", ("kas_pb2", "kas_connect"))
-objects_pb2 = sys.modules["policy.objects_pb2"] if "policy.objects_pb2" in sys.modules else None
+common_pb2 = sys.modules["otdf_python_proto.common.common_pb2"]
+objects_pb2 = sys.modules["otdf_python_proto.policy.objects_pb2"]
+selectors_pb2 = sys.modules["otdf_python_proto.policy.selectors_pb2"]
+
+__all__ = ["key_management_pb2", "key_management_connect", "kasregistry_pb2", "kasregistry_connect",
+           "kas_pb2", "kas_connect", "common_pb2", "objects_pb2", "selectors_pb2"]

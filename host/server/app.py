@@ -1,0 +1,181 @@
+"""The platform's ASGI application: Connect RPCs, the legacy KAS endpoint and ops endpoints.
+
+    POST /policy.keymanagement.KeyManagementService/*       admin
+    POST /policy.kasregistry.KeyAccessServerRegistryService/* admin (subset)
+    POST|GET /kas.AccessService/PublicKey                   client
+    GET  /kas/v2/kas_public_key?algorithm=&kid=&fmt=&v=     client
+    GET  /healthz  /readyz  /metrics                        no credentials
+
+One app per process: each worker process builds its own Platform (plugins,
+registry, database pool) in `app_from_env`, from the settings the `platform
+serve` command put in PLATFORM_SERVE_SETTINGS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.parse
+
+from anyio import to_thread
+
+from host import metrics
+from host.app import Platform, Settings
+from host.errors import FailedPrecondition, InvalidArgument, PlatformError
+from host.server import auth, kas, kasregistry, keymanagement, logs
+from host.server.connect import DEFAULT_MAX_BODY_BYTES, ConnectApp, RpcError, _as_rpc_error
+from host.server.protos import kas_pb2  # noqa: F401  (the shim must load before handlers)
+
+SETTINGS_ENV = "PLATFORM_SERVE_SETTINGS"
+MAX_BODY_ENV = "PLATFORM_MAX_BODY_BYTES"
+
+
+class PlatformApp:
+    def __init__(self, platform: Platform, authenticator: auth.Authenticator,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, kas_ref: str | None = None):
+        self.platform = platform
+        self.authenticator = authenticator
+        self.kas = kas.KasHandlers(platform, kas_ref)
+        procedures = (keymanagement.procedures(platform) + kasregistry.procedures(platform)
+                      + kas.procedures(platform, self.kas))
+        self.connect = ConnectApp(procedures, self.authorize, max_body_bytes)
+        self.started = False
+
+    async def authorize(self, headers: dict[str, str], role: str) -> auth.Identity:
+        header = headers.get("authorization")
+        if self.authenticator.may_block:
+            return await to_thread.run_sync(self.authenticator.authorize, header, role)
+        return self.authenticator.authorize(header, role)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            return await self._lifespan(receive, send)
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        if path == "/healthz":
+            return await _json(send, 200, {"status": "ok"})
+        if path == "/readyz":
+            return await self._readyz(send)
+        if path == "/metrics":
+            body, content_type = metrics.render()
+            return await _send(send, 200, content_type, body)
+        if path == "/kas/v2/kas_public_key":
+            return await self._legacy_public_key(scope, send, method)
+        if self.connect.handles(path):
+            return await self.connect(scope, receive, send)
+        return await _json(send, 404, {"code": "not_found", "message": "not found"})
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            event = await receive()
+            if event["type"] == "lifespan.startup":
+                try:
+                    await to_thread.run_sync(self.warm_up)
+                except PlatformError as e:
+                    logs.warning("startup failed", error=e.message)
+                    await send({"type": "lifespan.startup.failed", "message": e.message})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif event["type"] == "lifespan.shutdown":
+                await to_thread.run_sync(self.platform.close)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def warm_up(self) -> None:
+        """Open the database, load plugins and check keys before taking traffic."""
+        p = self.platform
+        p.store
+        p.registry
+        keys = p.keys
+        if hasattr(keys, "check_startup"):
+            keys.check_startup()
+        self.started = True
+        logs.info("platform ready", pid=os.getpid(), db=p.store.url, managers=p.registry.names(),
+                  plugins=[getattr(pl, "path", str(pl)) for pl in p.plugins])
+
+    async def _readyz(self, send) -> None:
+        checks = {"plugins": "ok" if self.started else "not loaded"}
+        try:
+            await to_thread.run_sync(self._ping_database)
+            checks["database"] = "ok"
+        except PlatformError as e:
+            checks["database"] = e.message
+        except Exception as e:  # the driver's own error text may name hosts: report only its type
+            checks["database"] = f"unreachable ({type(e).__name__})"
+        ready = all(v == "ok" for v in checks.values())
+        await _json(send, 200 if ready else 503, {"status": "ready" if ready else "not ready", "checks": checks})
+
+    def _ping_database(self) -> None:
+        from sqlalchemy import text
+
+        with self.platform.store.db.connection() as conn:
+            conn.execute(text("SELECT 1"))
+
+    async def _legacy_public_key(self, scope, send, method: str) -> None:
+        started = time.perf_counter()
+        request_id = logs.new_request_id()
+        code = "ok"
+        try:
+            if method != "GET":
+                raise RpcError("unimplemented", "use GET", http_status=405, headers=[(b"allow", b"GET")])
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+            await self.authorize(headers, auth.CLIENT)
+            q = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            arg = lambda name: q.get(name, [""])[0]  # noqa: E731
+            resp = await self.kas.lookup(arg("algorithm"), arg("fmt"), arg("v"), kid=arg("kid") or None)
+            from google.protobuf import json_format
+
+            await _json(send, 200, json_format.MessageToDict(resp), request_id)
+        except Exception as exc:
+            err = _as_rpc_error(exc, request_id, "/kas/v2/kas_public_key")
+            code = err.code
+            await _json(send, err.http_status, {"code": err.code, "message": err.message}, request_id)
+        metrics.observe_rpc("/kas/v2/kas_public_key", code, time.perf_counter() - started)
+
+
+async def _send(send, status: int, content_type: str, body: bytes, request_id: str | None = None) -> None:
+    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    if request_id:
+        headers.append((b"x-request-id", request_id.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _json(send, status: int, doc, request_id: str | None = None) -> None:
+    await _send(send, status, "application/json", json.dumps(doc, separators=(",", ":")).encode(), request_id)
+
+
+def build_app(platform: Platform, env=None) -> PlatformApp:
+    """The app for one process, configured from the environment (auth, body limit, KAS)."""
+    env = os.environ if env is None else env
+    authenticator = auth.Authenticator.from_env(env)
+    if not authenticator.configured:
+        raise _no_credentials()
+    raw_limit = env.get(MAX_BODY_ENV) or str(DEFAULT_MAX_BODY_BYTES)
+    if not raw_limit.isdigit() or int(raw_limit) < 1024:
+        raise InvalidArgument(f"{MAX_BODY_ENV} must be an integer of at least 1024, got {raw_limit[:20]!r}")
+    return PlatformApp(platform, authenticator, int(raw_limit), env.get("PLATFORM_KAS") or None)
+
+
+def _no_credentials() -> PlatformError:
+    return FailedPrecondition(
+        "no credentials configured: set PLATFORM_ADMIN_TOKENS / PLATFORM_ADMIN_TOKEN_FILE (and/or "
+        "PLATFORM_CLIENT_TOKENS), or PLATFORM_OIDC_ISSUER, PLATFORM_OIDC_AUDIENCE and PLATFORM_OIDC_JWKS")
+
+
+def settings_to_env(settings: Settings) -> str:
+    return json.dumps({"plugin_paths": list(settings.plugin_paths), "db_url": settings.db_url,
+                       "root_key_file": settings.root_key_file, "verbosity": settings.verbosity,
+                       "state_dir": settings.state_dir})
+
+
+def app_from_env() -> PlatformApp:
+    """ASGI app factory for worker processes (uvicorn/granian `factory=True`)."""
+    doc = json.loads(os.environ.get(SETTINGS_ENV) or "{}")
+    settings = Settings(plugin_paths=tuple(doc.get("plugin_paths") or ()), db_url=doc.get("db_url"),
+                        root_key_file=doc.get("root_key_file"), verbosity=int(doc.get("verbosity") or 0),
+                        **({"state_dir": doc["state_dir"]} if doc.get("state_dir") else {}))
+    logs.configure(settings.verbosity)
+    return build_app(Platform(settings))

@@ -1,0 +1,134 @@
+"""Between OpenTDF's proto messages and the host's records and strings, in one place.
+
+Enums: KeyMode <-> "local" | "provider" | "remote" | "public_key";
+Algorithm <-> "rsa:2048" | "rsa:4096" | "ec:secp256r1" | "ec:secp384r1" | "ec:secp521r1";
+KeyStatus <-> "active" | "rotated". Pagination follows OpenTDF: limit 0 means
+the default, next_offset 0 means there is no next page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from host.errors import InvalidArgument
+from host.server.protos import common_pb2, objects_pb2, selectors_pb2
+
+KEY_MODES = {
+    objects_pb2.KEY_MODE_CONFIG_ROOT_KEY: "local",
+    objects_pb2.KEY_MODE_PROVIDER_ROOT_KEY: "provider",
+    objects_pb2.KEY_MODE_REMOTE: "remote",
+    objects_pb2.KEY_MODE_PUBLIC_KEY_ONLY: "public_key",
+}
+ALGORITHMS = {
+    objects_pb2.ALGORITHM_RSA_2048: "rsa:2048",
+    objects_pb2.ALGORITHM_RSA_4096: "rsa:4096",
+    objects_pb2.ALGORITHM_EC_P256: "ec:secp256r1",
+    objects_pb2.ALGORITHM_EC_P384: "ec:secp384r1",
+    objects_pb2.ALGORITHM_EC_P521: "ec:secp521r1",
+}
+KEY_STATUSES = {
+    objects_pb2.KEY_STATUS_ACTIVE: "active",
+    objects_pb2.KEY_STATUS_ROTATED: "rotated",
+}
+_MODE_ENUM = {v: k for k, v in KEY_MODES.items()}
+_ALG_ENUM = {v: k for k, v in ALGORITHMS.items()}
+_STATUS_ENUM = {v: k for k, v in KEY_STATUSES.items()}
+
+DEFAULT_PAGE_LIMIT = 100
+
+
+def key_mode(value: int, field: str = "key_mode") -> str:
+    try:
+        return KEY_MODES[value]
+    except KeyError:
+        raise InvalidArgument(f"{field}: unsupported key mode {_enum_name(objects_pb2.KeyMode, value)}") from None
+
+
+def algorithm(value: int, field: str = "key_algorithm") -> str:
+    try:
+        return ALGORITHMS[value]
+    except KeyError:
+        raise InvalidArgument(f"{field}: unsupported algorithm {_enum_name(objects_pb2.Algorithm, value)}") from None
+
+
+def algorithm_enum(name: str) -> int:
+    return _ALG_ENUM.get(name, objects_pb2.ALGORITHM_UNSPECIFIED)
+
+
+def _enum_name(enum, value: int) -> str:
+    try:
+        return enum.Name(value)
+    except ValueError:
+        return str(value)
+
+
+def labels(metadata) -> dict[str, str] | None:
+    """Labels from an optional MetadataMutable (None when the field is absent)."""
+    return dict(metadata.labels) if metadata is not None else None
+
+
+def page(pagination: selectors_pb2.PageRequest | None) -> tuple[int, int]:
+    limit = pagination.limit if pagination is not None else 0
+    offset = pagination.offset if pagination is not None else 0
+    if limit < 0:
+        raise InvalidArgument("pagination.limit must not be negative")
+    if offset < 0:
+        raise InvalidArgument("pagination.offset must not be negative")
+    return (limit or DEFAULT_PAGE_LIMIT), offset
+
+
+def page_response(offset: int, count: int, total: int) -> selectors_pb2.PageResponse:
+    nxt = offset + count
+    return selectors_pb2.PageResponse(current_offset=offset, next_offset=nxt if nxt < total else 0, total=total)
+
+
+def metadata(labels_: dict[str, str], created_at: dt.datetime | None, updated_at: dt.datetime | None):
+    md = common_pb2.Metadata(labels=labels_ or {})
+    if created_at is not None:
+        md.created_at.FromDatetime(_utc(created_at))
+    if updated_at is not None:
+        md.updated_at.FromDatetime(_utc(updated_at))
+    return md
+
+
+def _utc(t: dt.datetime) -> dt.datetime:
+    return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t
+
+
+def provider_config(pc, include_config: bool = True) -> objects_pb2.KeyProviderConfig:
+    return objects_pb2.KeyProviderConfig(
+        id=pc.id, name=pc.name, manager=pc.manager,
+        config_json=pc.config_json if include_config else b"",
+        metadata=metadata(pc.labels, pc.created_at, pc.updated_at))
+
+
+def key_access_server(kas, keys=()) -> objects_pb2.KeyAccessServer:
+    return objects_pb2.KeyAccessServer(
+        id=kas.id, uri=kas.uri, name=kas.name, source_type=objects_pb2.SOURCE_TYPE_INTERNAL,
+        kas_keys=[simple_kas_key(k) for k in keys],
+        metadata=metadata(kas.labels, kas.created_at, kas.updated_at))
+
+
+def simple_kas_key(key) -> objects_pb2.SimpleKasKey:
+    return objects_pb2.SimpleKasKey(
+        kas_uri=key.kas_uri, kas_id=key.kas_id,
+        public_key=objects_pb2.SimpleKasPublicKey(
+            algorithm=algorithm_enum(key.algorithm), kid=key.key_id, pem=key.public_key_pem or ""))
+
+
+def kas_key(key) -> objects_pb2.KasKey:
+    ak = objects_pb2.AsymmetricKey(
+        id=key.id, key_id=key.key_id,
+        key_algorithm=algorithm_enum(key.algorithm),
+        key_status=_STATUS_ENUM.get(key.status, objects_pb2.KEY_STATUS_UNSPECIFIED),
+        key_mode=_MODE_ENUM.get(key.mode, objects_pb2.KEY_MODE_UNSPECIFIED),
+        metadata=metadata(key.labels, key.created_at, key.updated_at))
+    if key.public_key_pem:
+        ak.public_key_ctx.pem = key.public_key_pem
+    ctx = key.private_key_ctx or {}
+    if ctx.get("key_id") or ctx.get("wrapped_key"):
+        ak.private_key_ctx.key_id = ctx.get("key_id") or ""
+        ak.private_key_ctx.wrapped_key = ctx.get("wrapped_key") or ""
+    if key.provider_config is not None:
+        ak.provider_config.CopyFrom(provider_config(key.provider_config))
+    return objects_pb2.KasKey(kas_id=key.kas_id, kas_uri=key.kas_uri, key=ak)

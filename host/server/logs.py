@@ -1,0 +1,71 @@
+"""Structured JSON logs for the server: one object per line on stderr.
+
+Every line carries the request id when there is one. Nothing here ever logs
+a token, a request body, config_json or key material: callers pass only the
+fields below, and unexpected exceptions are logged by type and location
+(file:line), not by message, since messages may echo input.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import traceback
+import uuid
+
+LOGGER_NAME = "platform.server"
+_log = logging.getLogger(LOGGER_NAME)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        doc.update(getattr(record, "fields", {}))
+        return json.dumps(doc, separators=(",", ":"), default=str)
+
+
+def configure(verbosity: int = 0, stream=None) -> None:
+    """JSON lines on stderr for the server's loggers (and the host's), once per process."""
+    root = logging.getLogger("platform")
+    if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
+    root.propagate = False
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def info(msg: str, **fields) -> None:
+    _log.info(msg, extra={"fields": fields})
+
+
+def warning(msg: str, **fields) -> None:
+    _log.warning(msg, extra={"fields": fields})
+
+
+def access(*, request_id: str, method: str, path: str, code: str, seconds: float, identity: str | None) -> None:
+    if not _log.isEnabledFor(logging.INFO):
+        return
+    fields = {"request_id": request_id, "http_method": method, "path": path, "code": code,
+              "duration_ms": round(seconds * 1000, 3)}
+    if identity:
+        fields["identity"] = identity
+    _log.info("rpc", extra={"fields": fields})
+
+
+def unexpected(exc: BaseException, **fields) -> None:
+    frames = traceback.extract_tb(exc.__traceback__)[-5:]
+    where = [f"{f.filename.rsplit('/', 2)[-2:][-1]}:{f.lineno}:{f.name}" for f in frames]
+    _log.error("unexpected error", extra={"fields": {**fields, "error_type": type(exc).__name__, "where": where}})
