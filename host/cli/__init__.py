@@ -76,9 +76,11 @@ def kas_registry():
 from host.cli import plugins as _plugins  # noqa: E402,F401
 from host.cli import keys as _keys  # noqa: E402,F401
 from host.cli import kas as _kas  # noqa: E402,F401
+from host.cli import dev as _dev  # noqa: E402,F401
 from host.cli import provider as _provider  # noqa: E402,F401
 from host.cli import kas_servers as _kas_servers  # noqa: E402,F401
 from host.cli import db as _db  # noqa: E402,F401
+from host.cli import serve as _serve  # noqa: E402,F401
 
 
 def run() -> None:
