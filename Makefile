@@ -24,7 +24,7 @@ SANITIZE_PLUGINS :=
 .PHONY: all setup sysdeps venv plugins examples run test bench clean sanitize
 all: setup
 
-setup: sysdeps venv plugins
+setup: sysdeps venv plugins examples
 
 # System packages the tests and plugins need (Debian). Installed only when missing.
 SYSDEPS_CMDS := softhsm2-util:softhsm2 pkcs11-tool:opensc go:golang-go wrk:wrk
