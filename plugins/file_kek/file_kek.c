@@ -24,6 +24,7 @@
 #include <openssl/rand.h>
 
 #include "keymanager.h"
+#include "json_scan.h"
 #include "kek_config.h"
 
 #define PLUGIN_NAME "file-kek"
@@ -62,11 +63,12 @@ static int32_t fail(char **error, int32_t status, const char *fmt, ...)
 static int32_t fail(char **error, int32_t status, const char *fmt, ...)
 {
     if (error) {
-        char buf[320];
+        char buf[640];
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(buf, sizeof buf, fmt, ap);
         va_end(ap);
+        utf8_trim_partial(buf);
         *error = strdup(buf); /* NULL on OOM: the status still says it all */
     }
     return status;
@@ -220,7 +222,7 @@ static int32_t fk_create(const char *config_json, size_t config_len, km_manager 
     km_manager *mgr = calloc(1, sizeof *mgr);
     if (!mgr)
         return fail(error, KM_ERR_INTERNAL, "file-kek: out of memory");
-    char reason[256];
+    char reason[512];
     if (kek_set_parse(config_json, config_len, &mgr->keks, reason, sizeof reason, log_warning) < 0) {
         free(mgr);
         return fail(error, KM_ERR_INVALID_ARGUMENT, "%s", reason);

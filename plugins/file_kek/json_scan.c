@@ -24,8 +24,24 @@ int json_fail(json_cursor *c, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(c->error, sizeof c->error, fmt, ap);
         va_end(ap);
+        utf8_trim_partial(c->error);
     }
     return -1;
+}
+
+void utf8_trim_partial(char *s)
+{
+    size_t n = strlen(s), lead = n, back = 0;
+    while (lead > 0 && back < 4 && ((unsigned char)s[lead - 1] & 0xC0) == 0x80) {
+        lead--;
+        back++;
+    }
+    if (lead == 0)
+        return;
+    unsigned char c = (unsigned char)s[lead - 1];
+    size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    if (need > 1 && n - (lead - 1) < need)
+        s[lead - 1] = '\0';
 }
 
 static void skip_ws(json_cursor *c)

@@ -53,6 +53,10 @@ int json_read_string(json_cursor *c, char **out, size_t *out_len);
 /* Only whitespace may follow the top-level value. Returns 0 or -1. */
 int json_expect_end(json_cursor *c);
 
+/* Cuts a multi-byte UTF-8 character left incomplete at the end of s (as
+ * snprintf truncation can leave it), so messages stay valid UTF-8. */
+void utf8_trim_partial(char *s);
+
 /* Records an error (printf-style) unless one is already set; returns -1. */
 int json_fail(json_cursor *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -36,14 +36,14 @@ static int fail(parse_state *st, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(st->err, st->err_size, fmt, ap);
     va_end(ap);
+    utf8_trim_partial(st->err);
     return -1;
 }
 
 /* A printable rendering of a name for error messages: control characters
  * become '?', long names are cut on a UTF-8 character boundary. */
-static const char *printable(char *dst, size_t dst_size, const char *s)
+static const char *printable_n(char *dst, size_t dst_size, const char *s, size_t limit)
 {
-    const size_t limit = 48;
     size_t n = strlen(s), i;
     int cut = 0;
     if (n > limit) {
@@ -62,6 +62,11 @@ static const char *printable(char *dst, size_t dst_size, const char *s)
     if (cut)
         strcat(dst, "...");
     return dst;
+}
+
+static const char *printable(char *dst, size_t dst_size, const char *s)
+{
+    return printable_n(dst, dst_size, s, 48);
 }
 
 static int hex_nibble(char ch)
@@ -133,12 +138,19 @@ static int add_kek(parse_state *st, char *id, size_t id_len, const unsigned char
     return 0;
 }
 
+/* A member had the wrong type, or was not JSON at all. */
+static int type_error(parse_state *st, json_cursor *c, json_type t, const char *want)
+{
+    if (t == JSON_T_INVALID)
+        return fail(st, "file-kek config: invalid JSON at byte %zu: expected a value", c->pos);
+    return fail(st, "file-kek config: %s, got %s", want, json_type_name(t));
+}
+
 static int parse_keks(parse_state *st, json_cursor *c)
 {
     json_type t = json_peek(c);
     if (t != JSON_T_OBJECT)
-        return fail(st, "file-kek config: \"keks\" must be an object of key id -> 64 hex characters, got %s",
-                    json_type_name(t));
+        return type_error(st, c, t, "\"keks\" must be an object of key id -> 64 hex characters");
     c->pos++;
     if (json_accept(c, '}'))
         return 0;
@@ -157,10 +169,11 @@ static int parse_keks(parse_state *st, json_cursor *c)
         }
         t = json_peek(c);
         if (t != JSON_T_STRING) {
-            fail(st, "file-kek config: keks[\"%s\"] must be a string of 64 hex characters, got %s",
-                 printable(shown, sizeof shown, id), json_type_name(t));
+            char want[128];
+            snprintf(want, sizeof want, "keks[\"%s\"] must be a string of 64 hex characters",
+                     printable(shown, sizeof shown, id));
             free(id);
-            return -1;
+            return type_error(st, c, t, want);
         }
         if (json_read_string(c, &hex, &hex_len) < 0) {
             free(id);
@@ -187,8 +200,11 @@ static int parse_keks(parse_state *st, json_cursor *c)
 static int read_string_member(parse_state *st, json_cursor *c, const char *name, char **out)
 {
     json_type t = json_peek(c);
-    if (t != JSON_T_STRING)
-        return fail(st, "file-kek config: \"%s\" must be a string, got %s", name, json_type_name(t));
+    if (t != JSON_T_STRING) {
+        char want[64];
+        snprintf(want, sizeof want, "\"%s\" must be a string", name);
+        return type_error(st, c, t, want);
+    }
     size_t len;
     if (json_read_string(c, out, &len) < 0)
         return fail(st, "file-kek config: %s", c->error);
@@ -323,8 +339,8 @@ static int load_key_file(parse_state *st, int dir_fd, const char *name, size_t i
 static int load_kek_dir(parse_state *st)
 {
     const char *dir = st->kek_dir;
-    char shown[64];
-    printable(shown, sizeof shown, dir);
+    char shown[260]; /* paths are not secret: show most of them */
+    printable_n(shown, sizeof shown, dir, 240);
     DIR *d = opendir(dir);
     if (!d)
         return fail(st, "file-kek config: kek_dir %s: %s", shown, strerror(errno));
