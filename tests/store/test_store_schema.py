@@ -1,0 +1,169 @@
+"""Opening databases: schema creation and version checks, and bad targets."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+
+from host.errors import FailedPrecondition, InvalidArgument, Unavailable
+from host.store import Store, schema
+from host.store.models import Base
+
+
+def test_fresh_sqlite_created_with_directory_and_schema(tmp_path):
+    path = tmp_path / "a" / "b" / "platform.db"
+    store = Store.open(f"sqlite:///{path}")
+    try:
+        assert path.is_file()
+        with store.db.connection() as conn:
+            st = schema.status(conn)
+        assert st.up_to_date and st.current == schema.head_revision()
+    finally:
+        store.close()
+    Store.open(f"sqlite:///{path}").close()  # reopening an up-to-date database is fine
+
+
+def test_models_match_migrations(store):
+    """The ORM models and the Alembic migrations describe the same schema."""
+    with store.db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    assert diff == []
+
+
+def _set_version(store, version):
+    with store.db.engine.begin() as conn:
+        if version is None:
+            conn.execute(text("DELETE FROM alembic_version"))
+        else:
+            conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": version})
+
+
+def test_newer_schema_refused(db_url):
+    s = Store.open(db_url)
+    _set_version(s, "9999_from_the_future")
+    s.close()
+    with pytest.raises(FailedPrecondition, match="9999_from_the_future, newer than this platform knows"):
+        Store.open(db_url)
+
+
+def test_outdated_schema_refused_with_upgrade_hint(db_url, monkeypatch):
+    Store.open(db_url).close()
+    # Pretend this code ships a newer migration than the database has.
+    monkeypatch.setattr(schema, "head_revision", lambda: "0002_next")
+    monkeypatch.setattr(schema, "known_revisions", lambda: {"0001_initial", "0002_next"})
+    with pytest.raises(FailedPrecondition, match=r"this platform needs 0002_next: run `platform db upgrade`"):
+        Store.open(db_url)
+
+
+def test_tables_without_version_refused(db_url):
+    s = Store.open(db_url)
+    _set_version(s, None)
+    s.close()
+    with pytest.raises(FailedPrecondition, match="no schema version"):
+        Store.open(db_url)
+
+
+def test_empty_database_not_auto_upgraded_when_asked(db_url):
+    with pytest.raises(FailedPrecondition, match="platform db upgrade"):
+        Store.open(db_url, auto_upgrade_empty=False)
+
+
+def test_db_upgrade_then_current(db_url):
+    from host.store.db import Database
+
+    db = Database.open(db_url)
+    try:
+        assert schema.upgrade(db) == (None, schema.head_revision())
+        assert schema.upgrade(db) == (schema.head_revision(), schema.head_revision())
+    finally:
+        db.close()
+    Store.open(db_url, auto_upgrade_empty=False).close()
+
+
+def test_not_a_sqlite_file(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello, this is not a database\n" * 10)
+    with pytest.raises(InvalidArgument, match=f"{path} is not a SQLite database"):
+        Store.open(f"sqlite:///{path}")
+    assert path.read_text().startswith("hello")  # untouched
+
+
+def test_directory_instead_of_file(tmp_path):
+    with pytest.raises(InvalidArgument, match="is a directory"):
+        Store.open(f"sqlite:///{tmp_path}")
+
+
+def test_parent_is_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InvalidArgument, match="cannot create database directory"):
+        Store.open(f"sqlite:///{tmp_path / 'file' / 'sub' / 'platform.db'}")
+
+
+def test_unwritable_location():
+    # /proc refuses new files even for root; an unprivileged user is refused by permissions too.
+    with pytest.raises(InvalidArgument, match=r"cannot create|not writable|cannot open"):
+        Store.open("sqlite:////proc/platform-test/platform.db")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_read_only_file(tmp_path):
+    path = tmp_path / "platform.db"
+    Store.open(f"sqlite:///{path}").close()
+    path.chmod(0o444)
+    with pytest.raises(InvalidArgument, match="not writable"):
+        Store.open(f"sqlite:///{path}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_postgres_unreachable_names_host_port_not_password():
+    port = _free_port()
+    with pytest.raises(Unavailable) as err:
+        Store.open(f"postgresql+psycopg://admin:hunter2-secret@127.0.0.1:{port}/policy")
+    message = err.value.message
+    assert f"127.0.0.1:{port}" in message and "hunter2" not in message and "\n" not in message
+    assert "refused" in message.lower()
+
+
+def test_postgres_unknown_host():
+    with pytest.raises(Unavailable) as err:
+        Store.open("postgresql+psycopg://admin:hunter2-secret@no-such-host.invalid:6543/policy")
+    assert "no-such-host.invalid:6543" in err.value.message and "hunter2" not in err.value.message
+
+
+def test_postgres_missing_database(pg_server):
+    from sqlalchemy.engine import make_url
+
+    url = make_url(os.environ["PLATFORM_TEST_PG_URL"]).set(database="kmtest_does_not_exist", password="pw-secret")
+    with pytest.raises(Unavailable) as err:
+        Store.open(url.render_as_string(hide_password=False))
+    assert "kmtest_does_not_exist" in err.value.message and "pw-secret" not in err.value.message
+
+
+@pytest.mark.parametrize("url, message", [
+    ("mysql+pymysql://u:p@localhost/db", "unsupported database"),
+    ("not a url", "database URL is not valid"),
+    ("oracle://u:p@h/db", "unsupported database"),
+])
+def test_unsupported_urls(url, message):
+    with pytest.raises(InvalidArgument, match=message) as err:
+        Store.open(url)
+    assert "\n" not in err.value.message
+
+
+def test_in_memory_sqlite_works():
+    s = Store.open("sqlite://")
+    try:
+        cfg = s.providers.create("p", "m", b"{}")
+        assert s.providers.get(id=cfg.id) == cfg
+    finally:
+        s.close()
