@@ -32,6 +32,7 @@ sysdeps:
 	@missing=""; for pair in $(SYSDEPS_CMDS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	[ -f /usr/include/openssl/evp.h ] || missing="$$missing libssl-dev"; \
+	[ -f /usr/include/p11-kit-1/p11-kit/pkcs11.h ] || missing="$$missing libp11-kit-dev"; \
 	if [ -n "$$missing" ]; then echo "installing system packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get install -y -q $$missing >/dev/null || { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q $$missing >/dev/null; }; fi
