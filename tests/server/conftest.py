@@ -1,0 +1,127 @@
+"""Fixtures for server tests: `platform serve` as a real subprocess on a free port.
+
+Clients are the generated Connect clients from otdf-python (`otdf_python_proto`),
+in JSON and binary protobuf, plus httpx for raw protocol checks.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+import host.server.protos  # noqa: F401  (installs buf.validate shim; makes the generated clients importable)
+from otdf_python_proto.kas import AccessServiceClientSync
+from otdf_python_proto.policy.kasregistry import KeyAccessServerRegistryServiceClientSync
+from otdf_python_proto.policy.keymanagement import KeyManagementServiceClientSync
+from tests.dbfixtures import pg_db_url, pg_server, sqlite_db_url  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP_LIMIT_S = 60  # a guard against hanging forever, not a performance assertion
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen
+    env: dict
+    admin_token: str
+    client_token: str
+    log_path: Path
+    root_key_hex: str
+    extra: dict = field(default_factory=dict)
+
+    def admin(self) -> dict:
+        return {"authorization": f"Bearer {self.admin_token}"}
+
+    def client(self) -> dict:
+        return {"authorization": f"Bearer {self.client_token}"}
+
+    def clients(self, proto_json: bool):
+        return Clients(self, proto_json)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Clients:
+    def __init__(self, server: Server, proto_json: bool):
+        self.km = KeyManagementServiceClientSync(server.url, proto_json=proto_json)
+        self.kas_registry = KeyAccessServerRegistryServiceClientSync(server.url, proto_json=proto_json)
+        self.kas = AccessServiceClientSync(server.url, proto_json=proto_json)
+
+
+def start_server(tmp: Path, db_url: str, *, root_key_hex: str | None = None, env_extra: dict | None = None,
+                 workers: int = 1, server_impl: str | None = None, plugins: tuple[str, ...] = ()) -> Server:
+    tmp.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    admin, client = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    root_key_hex = root_key_hex or secrets.token_hex(32)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PLATFORM_", "PROMETHEUS_"))}
+    env.update({
+        "PLATFORM_STATE_DIR": str(tmp / "state"),
+        "PLATFORM_ADMIN_TOKENS": admin,
+        "PLATFORM_CLIENT_TOKENS": client,
+        "PLATFORM_ROOT_KEY": root_key_hex,
+        "PLATFORM_DB_URL": db_url,
+    })
+    env.update(env_extra or {})
+    cmd = [sys.executable, "-c", "from host.cli import run; run()"]
+    for p in plugins:
+        cmd.append(f"--key-manager-plugin={p}")
+    cmd += ["serve", "--port", str(port), "--workers", str(workers)]
+    if server_impl:
+        cmd += ["--server", server_impl]
+    log_path = tmp / f"server-{port}.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", proc, env, admin, client, log_path, root_key_hex)
+    deadline = time.monotonic() + STARTUP_LIMIT_S
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"platform serve exited with {proc.returncode}: {server.log_text()[-2000:]}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"platform serve did not become ready: {server.log_text()[-2000:]}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve")
+    s = start_server(tmp, f"sqlite:///{tmp / 'state' / 'platform.db'}")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(params=[True, False], ids=["json", "proto"])
+def clients(request, server) -> Clients:
+    return server.clients(proto_json=request.param)
