@@ -13,3 +13,15 @@ $(EXAMPLE_RUST_SO): $(wildcard examples/rust/src/*.rs) examples/rust/Cargo.toml
 	@mkdir -p $(@D)
 	CARGO_TARGET_DIR=$(EXAMPLE_RUST_TARGET) $(CARGO) build --release --offline --quiet --manifest-path examples/rust/Cargo.toml
 	cp $(EXAMPLE_RUST_TARGET)/release/libexample_rust_manager.so $@
+
+# `make sanitize`: AddressSanitizer for Rust needs a nightly toolchain, so
+# the plain .so runs under the ASan/LSan-instrumented conformance runner:
+# all its heap memory comes from malloc, so leaks, double and invalid frees
+# are caught; out-of-bounds accesses inside Rust code are not (safe Rust
+# bounds-checks them anyway).
+$(SANITIZE_DIR)/example-rust.json:
+	@mkdir -p $(@D)
+	@umask 077; printf '{"keks": {"one": "%s", "two": "%s"}, "default_key_id": "one"}\n' \
+	  "$$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" "$$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" > $@
+
+SANITIZE_PLUGINS += $(EXAMPLE_RUST_SO)=$(SANITIZE_DIR)/example-rust.json
