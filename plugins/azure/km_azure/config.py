@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from host.errors import InvalidArgument
+from km_pyembed import InvalidArgument
 
 KEY_NAME_RE = re.compile(r"^[0-9A-Za-z-]{1,127}$")
 KEY_VERSION_RE = re.compile(r"^[0-9A-Za-z]{1,64}$")

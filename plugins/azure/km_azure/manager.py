@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 import os
 import re
 import threading
@@ -39,12 +38,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from host.errors import (CryptoError, DeadlineExceeded, InvalidArgument, NotFound, PermissionDenied,
-                         PlatformError, Unavailable)
+from km_pyembed import (DEBUG, CryptoError, DeadlineExceeded, InvalidArgument, ManagerError, NotFound,
+                        PermissionDenied, Unavailable, log)
 
 from .config import KEY_NAME_RE, KEY_VERSION_RE, AzureConfig, parse_config
 
-log = logging.getLogger("km.azure")
 
 _JWE_ALG, _JWE_ENC = "RSA-OAEP", "A256GCM"
 _CURVES = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
@@ -107,7 +105,7 @@ class AzureKeyVaultManager:
         client = self._crypto_client(key.id, key)
         wrapped = self._call("wrapKey", name, deadline,
                              lambda kw: client.wrap_key(KeyWrapAlgorithm.rsa_oaep, cek, **kw)).encrypted_key
-        log.debug("azure: wrapped %d bytes under key %s version %s", len(plain), name, key.properties.version)
+        log(DEBUG, f"wrapped {len(plain)} bytes under key {name} version {key.properties.version}")
         return ".".join([header, _b64url(wrapped), _b64url(iv), _b64url(sealed[:-16]), _b64url(sealed[-16:])]
                         ).encode("ascii")
 
@@ -121,6 +119,7 @@ class AzureKeyVaultManager:
         header_b64, kid, encrypted_key, iv, ciphertext, tag = jwe
         kid_name, kid_version = _kid_parts(kid)
         if kid_name != name or (version and kid_version != version):
+            self._get_key(name, version, deadline)  # NotFound when the named key does not exist
             raise CryptoError(f"azure: wrapped value was made with key '{kid_name}', not '{key_id or name}'")
         client = self._crypto_client(self._versioned_id(kid_name, kid_version))
         cek = self._call("unwrapKey", name, deadline,
@@ -194,7 +193,7 @@ class AzureKeyVaultManager:
         return result.plaintext
 
     def _call(self, what: str, name: str, deadline: float | None, request):
-        """One SDK operation under the call's deadline; SDK failures become PlatformError."""
+        """One SDK operation under the call's deadline; SDK failures become ManagerError."""
         kwargs = {}
         left = _remaining(deadline)
         if left is not None:
@@ -202,12 +201,12 @@ class AzureKeyVaultManager:
             kwargs = {"timeout": left, "connection_timeout": per_request, "read_timeout": per_request}
         try:
             return request(kwargs)
-        except PlatformError:
+        except ManagerError:
             raise
         except Exception as exc:  # noqa: BLE001 - every SDK/transport failure is classified here
             raise self._classify(exc, what, name, deadline) from None
 
-    def _classify(self, exc: Exception, what: str, name: str, deadline: float | None) -> PlatformError:
+    def _classify(self, exc: Exception, what: str, name: str, deadline: float | None) -> ManagerError:
         where = f"azure: {what} on key '{name}'"
         if isinstance(exc, CredentialUnavailableError):
             return PermissionDenied(f"{where}: no Azure credential is available (set tenant_id, client_id and "

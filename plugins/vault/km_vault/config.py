@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from host.errors import InvalidArgument
+from km_pyembed import InvalidArgument
 
 # Vault's framework.GenericNameRegex for key names; mount paths are slash-separated names.
 KEY_NAME_RE = re.compile(r"^\w(?:[\w\-.@]*\w)?$")

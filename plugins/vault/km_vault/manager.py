@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextvars
-import logging
 import threading
 import time
 
@@ -29,12 +28,11 @@ import hvac.exceptions
 import requests
 from cryptography.hazmat.primitives import serialization
 
-from host.errors import (CryptoError, DeadlineExceeded, InvalidArgument, NotFound, PermissionDenied,
-                         PlatformError, Unavailable, Unimplemented)
+from km_pyembed import (DEBUG, WARN, CryptoError, DeadlineExceeded, InvalidArgument, ManagerError, NotFound,
+                        PermissionDenied, Unavailable, Unimplemented, log)
 
 from .config import KEY_NAME_RE, VaultConfig, parse_config
 
-log = logging.getLogger("km.vault")
 
 MAX_ATTEMPTS = 3
 _BACKOFF_S = 0.1
@@ -57,10 +55,10 @@ class _DeadlineAdapter(hvac.adapters.JSONAdapter):
 
 
 class _Retryable(Exception):
-    """Internal: a failure worth another attempt (wraps the mapped PlatformError)."""
+    """Internal: a failure worth another attempt (wraps the mapped ManagerError)."""
 
-    def __init__(self, error: PlatformError):
-        super().__init__(error.message)
+    def __init__(self, error: ManagerError):
+        super().__init__(str(error))
         self.error = error
 
 
@@ -94,8 +92,8 @@ class VaultTransitManager:
         data = self._call("encrypt", name, deadline, lambda: self._client.secrets.transit.encrypt_data(
             name, plaintext, mount_point=self._cfg.mount_path))
         ciphertext = data["data"]["ciphertext"]
-        log.debug("vault: wrapped %d bytes under transit key %s (%s) as %s",
-                  len(plain), name, key_type, ciphertext[:ciphertext.index(":", 6)])
+        log(DEBUG, f"wrapped {len(plain)} bytes under transit key {name} ({key_type}) as "
+                   f"{ciphertext[:ciphertext.index(':', 6)]}")
         return ciphertext.encode("ascii")
 
     def unwrap(self, key_id: str, wrapped: bytes, timeout: float | None = None) -> bytes:
@@ -194,7 +192,7 @@ class VaultTransitManager:
             self._logged_in = True
 
     def _call(self, what: str, name: str, deadline: float | None, request):
-        """Run one Vault request with deadline-bounded retries; map failures to PlatformError."""
+        """Run one Vault request with deadline-bounded retries; map failures to ManagerError."""
         attempt = 0
         relogged = False
         while True:
@@ -214,7 +212,7 @@ class VaultTransitManager:
                     continue
                 raise PermissionDenied(f"vault: permission denied for {what} on transit key '{name}' in mount "
                                        f"'{self._cfg.mount_path}' (check the token's policy)") from None
-            except PlatformError:
+            except ManagerError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every SDK/transport failure is classified here
                 error = self._classify(exc, what, name, deadline)
@@ -226,8 +224,8 @@ class VaultTransitManager:
                 left = _remaining(deadline)
                 if left is not None and left <= pause:
                     raise DeadlineExceeded(f"vault: {what} on transit key '{name}' ran out of time after "
-                                           f"{attempt} attempt(s): {error.error.message}") from None
-                log.warning("%s; retrying (%d/%d)", error.error.message, attempt + 1, MAX_ATTEMPTS)
+                                           f"{attempt} attempt(s): {error.error}") from None
+                log(WARN, f"{error.error}; retrying ({attempt + 1}/{MAX_ATTEMPTS})")
                 time.sleep(pause)
             finally:
                 _request_timeout.reset(token)
