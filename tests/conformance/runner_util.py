@@ -13,6 +13,7 @@ BUILD = ROOT / "build"
 RUNNER = BUILD / "km-conformance"
 PLUGIN_DIR = BUILD / "plugins"
 TOY_SRC = Path(__file__).parent / "toy_plugin.c"
+TOY_RSA_SRC = Path(__file__).parent / "toy_rsa_plugin.c"
 SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
 SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed$")
 
@@ -29,10 +30,10 @@ def make_or_fail(*targets: str) -> None:
         raise AssertionError(f"make {' '.join(targets)} failed:\n{result.stdout}\n{result.stderr}")
 
 
-def compile_plugin(source: Path, out: Path, *defines: str, sanitize: bool = False) -> Path:
+def compile_plugin(source: Path, out: Path, *defines: str, sanitize: bool = False, libs: tuple = ()) -> Path:
     args = ["gcc", "-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
             "-fvisibility=hidden", f"-I{ROOT / 'include'}", *[f"-D{d}" for d in defines],
-            *(SANITIZE_FLAGS if sanitize else []), str(source), "-o", str(out)]
+            *(SANITIZE_FLAGS if sanitize else []), str(source), "-o", str(out), *libs]
     result = subprocess.run(args, capture_output=True, text=True)
     if result.returncode != 0:
         raise AssertionError(f"compiling {source.name} failed:\n{result.stderr}")

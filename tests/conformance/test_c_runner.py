@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conformance.runner_util import (
-    PLUGIN_DIR, ROOT, RUNNER, TOY_SRC, asan_available, compile_plugin, make, make_or_fail,
+    PLUGIN_DIR, ROOT, RUNNER, TOY_RSA_SRC, TOY_SRC, asan_available, compile_plugin, make, make_or_fail,
     random_kek, run_runner,
 )
 
@@ -66,6 +66,7 @@ def test_iterations_repeat_checks(tmp_path):
     assert r.returncode == 0 and r.summary[1] == 0, r.stdout
     # each create.destroy_cycle iteration logs one "manager ready" line
     assert r.stderr.count("manager ready") >= 51
+    assert "PASS create.destroy_cycle" in r.lines
 
 
 def test_manager_flag_selects_factory(tmp_path):
@@ -179,6 +180,43 @@ def test_broken_toy_plugin_is_caught(toy, defect):
     assert r.summary[1] >= 1 and r.failed()
     for expected in BROKEN[defect]:
         assert expected in r.stdout, f"{expected!r} not in:\n{r.stdout}"
+
+
+# ---- the public-key path (remote mode: RSA key pair held by the plugin) -------
+
+@pytest.fixture(scope="module")
+def toy_rsa(tmp_path_factory):
+    out = tmp_path_factory.mktemp("toy_rsa")
+    cfg = out / "toy.json"
+    cfg.write_text("{}")
+
+    def build(*defines: str) -> Path:
+        name = "-".join(d.lower() for d in defines) or "good"
+        return compile_plugin(TOY_RSA_SRC, out / f"toy-rsa-{name}.so", *defines, libs=("-lcrypto",))
+
+    build.config = cfg
+    return build
+
+
+def test_rsa_plugin_passes_through_public_key_checks(toy_rsa):
+    r = run_runner(toy_rsa(), toy_rsa.config)
+    assert r.returncode == 0 and r.summary[1] == 0, r.stdout
+    for check in ("public_key", "public_key.unknown_key", "unwrap.rsa_oaep", "tamper.middle", "tamper.last",
+                  "unwrap.short", "unknown_key.unwrap", "concurrency", "coverage"):
+        assert f"PASS {check}" in r.lines, r.stdout
+    assert r.line("SKIP roundtrip").startswith("SKIP roundtrip: KM_CAP_WRAP and KM_CAP_UNWRAP not both set")
+
+
+@pytest.mark.parametrize("defect, expected", [
+    ("BROKEN_PEM", ["FAIL public_key: OpenSSL cannot parse the PEM as a public key", "FAIL coverage"]),
+    ("BROKEN_OAEP_SHA256", ["FAIL unwrap.rsa_oaep: unwrap of an RSA-OAEP(SHA-1) DEK returned KM_ERR_CRYPTO",
+                            "FAIL concurrency"]),
+])
+def test_broken_rsa_plugin_is_caught(toy_rsa, defect, expected):
+    r = run_runner(toy_rsa(defect), toy_rsa.config)
+    assert r.returncode == 1
+    for line in expected:
+        assert line in r.stdout, r.stdout
 
 
 # ---- sanitizers (issue 7 item 4) ---------------------------------------------
