@@ -110,7 +110,10 @@ class UnwrapPath:
         name = "opentdf.io/basic" if key.mode == "local" else key.provider_config.manager
         pem = self._call(name, "unwrap", manager.unwrap, ctx_json.get("key_id", ""), wrapped, ctx)
         private = crypto.load_private_pem(pem, key.algorithm, what=f"unwrapped private key of {key.key_id!r}")
-        self.private_keys.put(key.id, private, ttl=self.private_key_ttl if key.mode == "provider" else None)
+        if key.mode == "local":
+            self.private_keys.put(key.id, private)
+        elif self.private_key_ttl > 0:  # provider mode: bounded exposure, re-asks the manager after the TTL
+            self.private_keys.put(key.id, private, ttl=self.private_key_ttl)
         return private
 
     # ---- the operation ------------------------------------------------------
