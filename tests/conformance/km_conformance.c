@@ -686,21 +686,19 @@ static void *worker_main(void *arg)
         size_t n = 1 + (seed >> 8) % (can_roundtrip ? sizeof plain : 32), ct_len = 0;
         random_bytes(plain, n);
         result r;
-        const char *what;
-        int32_t want = KM_OK;
-        if (op % 10 == 9) { /* the error path, concurrently too */
-            what = "unknown key id";
-            want = KM_ERR_NOT_FOUND;
-            r = can_roundtrip ? do_wrap(UNKNOWN_KEY_ID, plain, n) : do_unwrap(UNKNOWN_KEY_ID, plain, n);
+        int error_path = op % 10 == 9; /* the error path, concurrently too */
+        const char *what = error_path ? "unknown key id" : "round trip";
+        int32_t want = error_path ? KM_ERR_NOT_FOUND : KM_OK;
+        if (error_path && can_roundtrip) {
+            r = do_wrap(UNKNOWN_KEY_ID, plain, n);
         } else {
             why w;
-            what = "round trip";
             if (make_ciphertext(plain, n, &ct, &ct_len, &w) < 0) {
-                wk->failures++;
-                snprintf(wk->reason, sizeof wk->reason, "thread %d op %d: %.250s", wk->index, op, w.text);
+                if (wk->failures++ == 0)
+                    snprintf(wk->reason, sizeof wk->reason, "thread %d op %d: %.250s", wk->index, op, w.text);
                 continue;
             }
-            r = do_unwrap("", ct, ct_len);
+            r = do_unwrap(error_path ? UNKNOWN_KEY_ID : "", ct, ct_len);
         }
         int bad = r.status != want
                   || (want == KM_OK && (r.out_len != n || memcmp(r.out, plain, n) != 0));
