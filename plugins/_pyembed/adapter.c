@@ -26,6 +26,8 @@
 #include "keymanager.h"
 
 #define KM_EXPORT __attribute__((visibility("default")))
+/* ops the declaration leaves out are compiled but not referenced */
+#define KM_MAYBE_UNUSED __attribute__((unused))
 
 /* ---- Python callbacks (runtime.py), static per cffi's extern "Python" -- */
 static int32_t km_py_ready(void);
@@ -238,27 +240,27 @@ static int32_t km_op(km_manager *mgr, int32_t op, const km_call_ctx *ctx,
     return km_checked(status, out, error);
 }
 
-static int32_t km_wrap(km_manager *mgr, const km_call_ctx *ctx, const char *key_id,
+KM_MAYBE_UNUSED static int32_t km_wrap(km_manager *mgr, const km_call_ctx *ctx, const char *key_id,
                        const uint8_t *plain, size_t plain_len,
                        uint8_t **out, size_t *out_len, char **error)
 {
     return km_op(mgr, KM_PYEMBED_OP_WRAP, ctx, key_id, plain, plain_len, out, out_len, error);
 }
 
-static int32_t km_unwrap(km_manager *mgr, const km_call_ctx *ctx, const char *key_id,
+KM_MAYBE_UNUSED static int32_t km_unwrap(km_manager *mgr, const km_call_ctx *ctx, const char *key_id,
                          const uint8_t *wrapped, size_t wrapped_len,
                          uint8_t **out, size_t *out_len, char **error)
 {
     return km_op(mgr, KM_PYEMBED_OP_UNWRAP, ctx, key_id, wrapped, wrapped_len, out, out_len, error);
 }
 
-static int32_t km_public_key(km_manager *mgr, const km_call_ctx *ctx, const char *key_id,
+KM_MAYBE_UNUSED static int32_t km_public_key(km_manager *mgr, const km_call_ctx *ctx, const char *key_id,
                              uint8_t **out, size_t *out_len, char **error)
 {
     return km_op(mgr, KM_PYEMBED_OP_PUBLIC_KEY, ctx, key_id, NULL, 0, out, out_len, error);
 }
 
-static int32_t km_probe(km_manager *mgr, const km_call_ctx *ctx, char **error)
+KM_MAYBE_UNUSED static int32_t km_probe(km_manager *mgr, const km_call_ctx *ctx, char **error)
 {
     return km_op(mgr, KM_PYEMBED_OP_PROBE, ctx, "", NULL, 0, NULL, NULL, error);
 }

@@ -28,7 +28,7 @@ TEST_PLUGIN_DIR = REPO / "build" / "test-plugins"
 
 
 # ---- building plugins -------------------------------------------------------
-def build_pyembed(declaration: Path, out: Path) -> Path:
+def _build_pyembed(declaration: Path, out: Path) -> Path:
     """Build a pyembed plugin (same command as pyembed.mk); fail the test on error."""
     tmpdir = REPO / "build" / "pyembed" / out.name.removesuffix("-manager.so")
     proc = subprocess.run([str(PY), str(PYEMBED_BUILD), str(declaration), "--out", str(out),
@@ -36,6 +36,12 @@ def build_pyembed(declaration: Path, out: Path) -> Path:
     if proc.returncode != 0:
         pytest.fail(f"building {out.name} failed:\n{proc.stderr}")
     return out
+
+
+@pytest.fixture(scope="session")
+def build_pyembed():
+    """build_pyembed(plugin.toml, out .so) -> out (fails the test on a build error)."""
+    return _build_pyembed
 
 
 @pytest.fixture(scope="session")
