@@ -270,6 +270,9 @@ static int parse_config(reader *r, km_manager *m) {
                         snprintf(r->error, sizeof r->error, "config: KEK id \"%.64s\" appears twice", k->id);
                         return -1;
                     }
+                    skip_ws(r);
+                    if (r->p < r->end && *r->p != '"') /* a number, object...: say what we want */
+                        return decode_kek(r, "", 0, k->key, k->id);
                     if (read_string(r, &hex, &hex_len, start) < 0 ||
                         decode_kek(r, hex, hex_len, k->key, k->id) < 0)
                         return -1;

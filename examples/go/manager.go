@@ -61,42 +61,50 @@ func newManager(config []byte) (*manager, error) {
 		}
 	}
 	rawKeks := top["keks"]
-	defer wipe(rawKeks) // holds the hex KEKs: a copy we own, so clear it
+	defer wipe(rawKeks) // copies of the hex KEKs that we own: clear them
 	keks, err := parseKeks(rawKeks)
+	defer func() {
+		for _, raw := range keks {
+			wipe(raw)
+		}
+	}()
 	if err != nil {
 		return nil, err
 	}
-	var defaultID string
-	if raw, ok := top["default_key_id"]; ok {
-		if err := json.Unmarshal(raw, &defaultID); err != nil {
-			return nil, configError(err, "default_key_id")
-		}
+	m := &manager{keks: make(map[string]*[kekLen]byte, len(keks))}
+	if err := m.load(keks, top["default_key_id"]); err != nil {
+		m.close()
+		return nil, err
 	}
-	if defaultID == "" {
-		return nil, fail(statusInvalidArgument, `config: "default_key_id" is required`)
-	}
+	return m, nil
+}
 
-	m := &manager{keks: make(map[string]*[kekLen]byte, len(keks)), defaultID: defaultID}
+// load decodes the KEKs and resolves the default id.
+func (m *manager) load(keks map[string]json.RawMessage, rawDefault json.RawMessage) error {
 	ids := make([]string, 0, len(keks))
 	for id := range keks {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids) // deterministic: the first bad id is always the same one
 	for _, id := range ids {
-		raw := keks[id]
-		key, err := decodeKEK(id, raw)
-		wipe(raw)
+		key, err := decodeKEK(id, keks[id])
 		if err != nil {
-			m.close()
-			return nil, err
+			return err
 		}
 		m.keks[id] = key
 	}
-	if _, ok := m.keks[defaultID]; !ok {
-		m.close()
-		return nil, fail(statusInvalidArgument, "config: default_key_id names no KEK in keks")
+	if rawDefault != nil {
+		if err := json.Unmarshal(rawDefault, &m.defaultID); err != nil {
+			return configError(err, "default_key_id")
+		}
 	}
-	return m, nil
+	if m.defaultID == "" {
+		return fail(statusInvalidArgument, `config: "default_key_id" is required`)
+	}
+	if _, ok := m.keks[m.defaultID]; !ok {
+		return fail(statusInvalidArgument, "config: default_key_id names no KEK in keks")
+	}
+	return nil
 }
 
 // parseKeks reads the "keks" object member by member (encoding/json's map
