@@ -1,0 +1,66 @@
+"""Health, readiness, metrics, startup errors, deadlines."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+
+from host.server.protos import key_management_pb2 as km
+from tests.server.conftest import ROOT, free_port
+
+
+def test_health_and_ready(server):
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+    r = httpx.get(f"{server.url}/readyz")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ready", "checks": {"plugins": "ok", "database": "ok"}}
+
+
+def test_metrics(server):
+    c = server.clients(proto_json=True)
+    c.km.list_provider_configs(km.ListProviderConfigsRequest(), headers=server.admin())
+    httpx.post(f"{server.url}/policy.keymanagement.KeyManagementService/ListProviderConfigs", content=b"{}",
+               headers={"content-type": "application/json"})
+    r = httpx.get(f"{server.url}/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    method = "/policy.keymanagement.KeyManagementService/ListProviderConfigs"
+    assert f'platform_rpc_requests_total{{code="ok",method="{method}"}}' in text
+    assert f'platform_rpc_requests_total{{code="unauthenticated",method="{method}"}}' in text
+    assert f'platform_rpc_duration_seconds_bucket{{le="0.005",method="{method}"}}' in text
+    # Unknown paths share one label, so scanners cannot grow the label set.
+    httpx.post(f"{server.url}/x.Y/Z{os.getpid()}", content=b"{}", headers={"content-type": "application/json"})
+    assert f"Z{os.getpid()}" not in httpx.get(f"{server.url}/metrics").text
+
+
+def test_deadline_header_reaches_the_handler(server):
+    # A deadline of 0 ms has passed before the handler starts: deadline_exceeded, HTTP 504.
+    r = httpx.post(f"{server.url}/policy.keymanagement.KeyManagementService/ListProviderConfigs", content=b"{}",
+                   headers={"content-type": "application/json", "connect-timeout-ms": "0", **server.admin()})
+    assert r.status_code == 504 and r.json()["code"] == "deadline_exceeded"
+
+
+def _serve(tmp_path, env_extra: dict, *args) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
+    env.update({"PLATFORM_STATE_DIR": str(tmp_path / "state"),
+                "PLATFORM_DB_URL": f"sqlite:///{tmp_path / 'state' / 'p.db'}"})
+    env.update(env_extra)
+    return subprocess.run([sys.executable, "-c", "from host.cli import run; run()", *args, "serve",
+                           "--port", str(free_port())], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_startup_errors_are_one_line(tmp_path):
+    r = _serve(tmp_path, {})
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("error: no credentials configured")
+    assert "Traceback" not in r.stderr
+    r = _serve(tmp_path, {"PLATFORM_ADMIN_TOKENS": "t", "PLATFORM_MAX_BODY_BYTES": "lots"})
+    assert r.returncode == 1 and "PLATFORM_MAX_BODY_BYTES" in r.stderr and "Traceback" not in r.stderr
+    r = _serve(tmp_path, {"PLATFORM_ADMIN_TOKENS": "t"}, "--key-manager-plugin", str(tmp_path / "missing.so"))
+    assert r.returncode == 1 and "missing.so" in r.stderr and "Traceback" not in r.stderr
+    r = _serve(tmp_path, {"PLATFORM_ADMIN_TOKENS": "t",
+                          "PLATFORM_DB_URL": "postgresql+psycopg://nobody:pw-Zq9x@127.0.0.1:1/none"})
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "pw-Zq9x" not in r.stderr
