@@ -51,14 +51,24 @@ static void report_pass(const char *name)
 }
 
 static void report_fail(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints "WORD name: reason" on one line whatever the reason holds
+ * (plugin messages may contain newlines). */
+static void report_line(const char *word, const char *name, const char *fmt, va_list ap)
+{
+    char reason[1024];
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    for (char *p = reason; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7F)
+            *p = ' ';
+    printf("%s %s: %s\n", word, name, reason);
+}
+
 static void report_fail(const char *name, const char *fmt, ...)
 {
     va_list ap;
-    printf("FAIL %s: ", name);
     va_start(ap, fmt);
-    vprintf(fmt, ap);
+    report_line("FAIL", name, fmt, ap);
     va_end(ap);
-    printf("\n");
     n_failed++;
 }
 
@@ -66,11 +76,9 @@ static void report_skip(const char *name, const char *fmt, ...) __attribute__((f
 static void report_skip(const char *name, const char *fmt, ...)
 {
     va_list ap;
-    printf("SKIP %s: ", name);
     va_start(ap, fmt);
-    vprintf(fmt, ap);
+    report_line("SKIP", name, fmt, ap);
     va_end(ap);
-    printf("\n");
 }
 
 static int finish(void)

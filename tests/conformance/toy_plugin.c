@@ -15,7 +15,7 @@
  *   BROKEN_CREATE      create accepts anything
  *   BROKEN_TAMPER      unwrap skips the checksum
  *   BROKEN_STATUS      unknown key ids give status 42
- *   BROKEN_NOT_FOUND   unknown key ids give KM_ERR_INVALID_ARGUMENT
+ *   BROKEN_NOT_FOUND   unknown key ids give KM_ERR_INVALID_ARGUMENT (message with a newline)
  *   BROKEN_OK_NULL     wrap of 1 byte returns KM_OK with a NULL output
  *   BROKEN_ROUNDTRIP   unwrap returns one byte too few for inputs > 1000 bytes
  *   BROKEN_LEAK        unwrap leaks 24 bytes per call
@@ -62,7 +62,7 @@ static int32_t unknown_key(const char *key_id, char **error)
 #if defined(BROKEN_STATUS)
     return fail(error, 42, "no such key");
 #elif defined(BROKEN_NOT_FOUND)
-    return fail(error, KM_ERR_INVALID_ARGUMENT, "no such key");
+    return fail(error, KM_ERR_INVALID_ARGUMENT, "no such\nkey"); /* a newline, too */
 #else
     return fail(error, KM_ERR_NOT_FOUND, "no such key");
 #endif
