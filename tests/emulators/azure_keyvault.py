@@ -25,7 +25,8 @@ the others, as RBAC/access policies do. Errors use Key Vault's body
 Unauthorized 401, Throttled 429) and the identity platform's OAuth errors
 (invalid_client 401 with an AADSTS code).
 
-Test hooks (Python methods, not HTTP): `add_client`, `fail_next(n, status)`.
+Test hooks (Python methods, not HTTP): `add_client`, `fail_next(n, status)`,
+`hold()`/`release()` (vault requests stall as on a hung service).
 """
 
 from __future__ import annotations
@@ -205,6 +206,8 @@ class AzureKeyVaultEmulator:
         self._tokens: dict[str, _Token] = {}
         self._keys: dict[str, _Key] = {}
         self._failures: list[int] = []
+        self._running = threading.Event()  # cleared by hold(): vault requests wait
+        self._running.set()
         self._lock = threading.Lock()
         self.requests: list[tuple[str, str, bool]] = []  # (method, path, had bearer token)
         self._server = _TlsServer(("127.0.0.1", 0), self._handler_class(), self._tls.server_context())
@@ -237,6 +240,7 @@ class AzureKeyVaultEmulator:
         return self
 
     def stop(self) -> None:
+        self._running.set()
         self._server.shutdown()
         self._server.server_close()
         self._tls.cleanup()
@@ -256,6 +260,13 @@ class AzureKeyVaultEmulator:
         with self._lock:
             self._clients[client_id] = _Client(self.tenant_id, client_id, secret, frozenset(permissions))
         return client_id, secret
+
+    def hold(self) -> None:
+        """Stop answering vault requests (they wait up to 60 s) until release(), as a hung service would."""
+        self._running.clear()
+
+    def release(self) -> None:
+        self._running.set()
 
     def fail_next(self, count: int, status: int = 503) -> None:
         """Answer the next `count` vault requests with `status` (429 throttling, 5xx outage); 0 clears."""
@@ -411,6 +422,7 @@ class AzureKeyVaultEmulator:
                 "innererror": {"code": "AccessDenied"}}})
 
     def _vault(self, method: str, segments: list[str], query: dict, headers, raw: bytes):
+        self._running.wait(60)
         with self._lock:
             self.requests.append((method, "/keys/" + "/".join(segments), "Authorization" in headers))
         client = self._authenticate(headers)

@@ -21,7 +21,8 @@ when decrypting with a missing key. Encrypting with a missing key creates it
 (Vault's upsert behaviour). Keys live per namespace (X-Vault-Namespace).
 
 Test hooks (Python methods, not HTTP): `fail_next(n, status)` makes the next n
-requests fail as an overloaded/down Vault would (429/500/503), `add_approle`.
+requests fail as an overloaded/down Vault would (429/500/503), `hold()`/`release()`
+stall answers as a hung server would, `add_approle`, `revoke_tokens_except_root`.
 """
 
 from __future__ import annotations
@@ -179,6 +180,8 @@ class VaultTransitEmulator:
         self._keys: dict[tuple[str, str, str], _TransitKey] = {}  # (namespace, mount, name)
         self._lock = threading.Lock()
         self._failures: list[int] = []
+        self._running = threading.Event()  # cleared by hold(): requests wait, as with a hung Vault
+        self._running.set()
         self.requests: list[tuple[str, str]] = []  # (method, path) seen, for assertions
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -196,6 +199,7 @@ class VaultTransitEmulator:
         return self
 
     def stop(self) -> None:
+        self._running.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -210,6 +214,13 @@ class VaultTransitEmulator:
         """Answer the next `count` requests with `status` (as an overloaded or sealed Vault); 0 clears."""
         with self._lock:
             self._failures = [status] * count
+
+    def hold(self) -> None:
+        """Stop answering: requests wait (up to 60 s) until release(), as with a hung Vault."""
+        self._running.clear()
+
+    def release(self) -> None:
+        self._running.set()
 
     def add_approle(self, role_id: str, secret_id: str) -> None:
         with self._lock:
@@ -259,6 +270,7 @@ class VaultTransitEmulator:
 
     def _handle(self, method: str, path: str, headers, raw: bytes) -> tuple[int, dict | None]:
         path = path.split("?", 1)[0]
+        self._running.wait(60)
         with self._lock:
             self.requests.append((method, path))
             if self._failures:
