@@ -58,6 +58,13 @@ static const char *request_id_of(const km_call_ctx *ctx) {
     return NULL;
 }
 
+/* 0 = no deadline (also when the host's struct predates the field). */
+static uint32_t timeout_ms_of(const km_call_ctx *ctx) {
+    if (ctx && ctx->struct_size >= offsetof(km_call_ctx, timeout_ms) + sizeof ctx->timeout_ms)
+        return ctx->timeout_ms;
+    return 0;
+}
+
 /* ---- trampolines ---------------------------------------------------------- */
 static int32_t bad_args(char **error) {
     goSetError(error, "missing argument");
@@ -88,7 +95,7 @@ static int32_t ex_wrap(km_manager *m, const km_call_ctx *ctx, const char *key_id
         return bad_args(error);
     *out = NULL;
     *out_len = 0;
-    return goWrap(m->handle, (char *)request_id_of(ctx), (char *)(key_id ? key_id : ""),
+    return goWrap(m->handle, timeout_ms_of(ctx), (char *)request_id_of(ctx), (char *)(key_id ? key_id : ""),
                   (uint8_t *)in, in_len, out, out_len, error);
 }
 
@@ -98,14 +105,14 @@ static int32_t ex_unwrap(km_manager *m, const km_call_ctx *ctx, const char *key_
         return bad_args(error);
     *out = NULL;
     *out_len = 0;
-    return goUnwrap(m->handle, (char *)request_id_of(ctx), (char *)(key_id ? key_id : ""),
+    return goUnwrap(m->handle, timeout_ms_of(ctx), (char *)request_id_of(ctx), (char *)(key_id ? key_id : ""),
                     (uint8_t *)in, in_len, out, out_len, error);
 }
 
 static int32_t ex_probe(km_manager *m, const km_call_ctx *ctx, char **error) {
     if (!m)
         return bad_args(error);
-    return goProbe(m->handle, (char *)request_id_of(ctx), error);
+    return goProbe(m->handle, timeout_ms_of(ctx), (char *)request_id_of(ctx), error);
 }
 
 static void ex_destroy(km_manager *m) {

@@ -14,8 +14,10 @@ package main
 import "C"
 
 import (
+	"context"
 	"errors"
 	"runtime/cgo"
+	"time"
 	"unsafe"
 )
 
@@ -24,6 +26,7 @@ const (
 	statusOK              = int32(C.KM_OK)
 	statusInvalidArgument = int32(C.KM_ERR_INVALID_ARGUMENT)
 	statusNotFound        = int32(C.KM_ERR_NOT_FOUND)
+	statusDeadline        = int32(C.KM_ERR_DEADLINE_EXCEEDED)
 	statusInternal        = int32(C.KM_ERR_INTERNAL)
 	statusCrypto          = int32(C.KM_ERR_CRYPTO)
 )
@@ -79,6 +82,15 @@ func logMsg(level C.int32_t, requestID *C.char, msg string) {
 	C.free(unsafe.Pointer(cmsg))
 }
 
+// callContext turns km_call_ctx.timeout_ms (0 = none) into a context, the
+// way Go SDKs (AWS, Vault, Azure) take deadlines.
+func callContext(timeoutMs C.uint32_t) (context.Context, context.CancelFunc) {
+	if timeoutMs == 0 {
+		return context.WithCancel(context.Background())
+	}
+	return context.WithTimeout(context.Background(), time.Duration(timeoutMs)*time.Millisecond)
+}
+
 func lookup(handle C.uintptr_t) *manager {
 	return cgo.Handle(handle).Value().(*manager)
 }
@@ -101,15 +113,17 @@ func goCreate(config *C.char, configLen C.size_t, handle *C.uintptr_t, errOut **
 }
 
 //export goWrap
-func goWrap(handle C.uintptr_t, requestID, keyID *C.char, in *C.uint8_t, inLen C.size_t,
+func goWrap(handle C.uintptr_t, timeoutMs C.uint32_t, requestID, keyID *C.char, in *C.uint8_t, inLen C.size_t,
 	out **C.uint8_t, outLen *C.size_t, errOut **C.char) (st C.int32_t) {
 	defer recovered(&st, errOut)
+	ctx, cancel := callContext(timeoutMs)
+	defer cancel()
 	n := int(inLen) + overhead
 	buf := C.ex_alloc(C.size_t(n))
 	if buf == nil {
 		return report(fail(statusInternal, "out of memory"), errOut)
 	}
-	if err := lookup(handle).seal(unsafe.Slice((*byte)(buf), n), C.GoString(keyID), view(unsafe.Pointer(in), inLen)); err != nil {
+	if err := lookup(handle).seal(ctx, unsafe.Slice((*byte)(buf), n), C.GoString(keyID), view(unsafe.Pointer(in), inLen)); err != nil {
 		C.ex_free(buf)
 		return report(err, errOut)
 	}
@@ -118,9 +132,11 @@ func goWrap(handle C.uintptr_t, requestID, keyID *C.char, in *C.uint8_t, inLen C
 }
 
 //export goUnwrap
-func goUnwrap(handle C.uintptr_t, requestID, keyID *C.char, in *C.uint8_t, inLen C.size_t,
+func goUnwrap(handle C.uintptr_t, timeoutMs C.uint32_t, requestID, keyID *C.char, in *C.uint8_t, inLen C.size_t,
 	out **C.uint8_t, outLen *C.size_t, errOut **C.char) (st C.int32_t) {
 	defer recovered(&st, errOut)
+	ctx, cancel := callContext(timeoutMs)
+	defer cancel()
 	m := lookup(handle)
 	if _, _, err := m.kek(C.GoString(keyID)); err != nil {
 		return report(err, errOut)
@@ -134,7 +150,7 @@ func goUnwrap(handle C.uintptr_t, requestID, keyID *C.char, in *C.uint8_t, inLen
 		return report(fail(statusInternal, "out of memory"), errOut)
 	}
 	plain := unsafe.Slice((*byte)(buf), n)
-	if err := m.open(plain, C.GoString(keyID), view(unsafe.Pointer(in), inLen)); err != nil {
+	if err := m.open(ctx, plain, C.GoString(keyID), view(unsafe.Pointer(in), inLen)); err != nil {
 		C.ex_free(buf)
 		if err.(*kmError).code == statusCrypto {
 			logMsg(C.KM_LOG_WARN, requestID, "example-go: a wrapped key failed to authenticate")
@@ -146,9 +162,11 @@ func goUnwrap(handle C.uintptr_t, requestID, keyID *C.char, in *C.uint8_t, inLen
 }
 
 //export goProbe
-func goProbe(handle C.uintptr_t, requestID *C.char, errOut **C.char) (st C.int32_t) {
+func goProbe(handle C.uintptr_t, timeoutMs C.uint32_t, requestID *C.char, errOut **C.char) (st C.int32_t) {
 	defer recovered(&st, errOut)
-	if err := lookup(handle).probe(); err != nil {
+	ctx, cancel := callContext(timeoutMs)
+	defer cancel()
+	if err := lookup(handle).probe(ctx); err != nil {
 		return report(err, errOut)
 	}
 	return C.int32_t(statusOK)

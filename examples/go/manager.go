@@ -5,6 +5,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -207,7 +208,10 @@ func aead(key *[kekLen]byte) (cipher.AEAD, error) {
 // seal writes nonce || ciphertext || tag into dst, which must be exactly
 // len(plain)+overhead bytes (exports.go passes C memory, so the output is
 // never copied through the Go heap).
-func (m *manager) seal(dst []byte, keyID string, plain []byte) error {
+func (m *manager) seal(ctx context.Context, dst []byte, keyID string, plain []byte) error {
+	if err := checkDeadline(ctx); err != nil {
+		return err
+	}
 	key, id, err := m.kek(keyID)
 	if err != nil {
 		return err
@@ -225,7 +229,10 @@ func (m *manager) seal(dst []byte, keyID string, plain []byte) error {
 }
 
 // open checks and decrypts wrapped into dst (len(wrapped)-overhead bytes).
-func (m *manager) open(dst []byte, keyID string, wrapped []byte) error {
+func (m *manager) open(ctx context.Context, dst []byte, keyID string, wrapped []byte) error {
+	if err := checkDeadline(ctx); err != nil {
+		return err
+	}
 	key, id, err := m.kek(keyID)
 	if err != nil {
 		return err
@@ -240,15 +247,25 @@ func (m *manager) open(dst []byte, keyID string, wrapped []byte) error {
 	return nil
 }
 
+// checkDeadline gives up once the call's deadline has passed. Local AES
+// takes microseconds, so this only matters in a template: a manager that
+// calls a KMS passes ctx to its SDK so that waits end at the deadline too.
+func checkDeadline(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return fail(statusDeadline, "deadline exceeded")
+	}
+	return nil
+}
+
 // probe proves the default KEK works with a round trip.
-func (m *manager) probe() error {
+func (m *manager) probe(ctx context.Context) error {
 	plain := []byte("probe")
 	wrapped := make([]byte, len(plain)+overhead)
-	if err := m.seal(wrapped, "", plain); err != nil {
+	if err := m.seal(ctx, wrapped, "", plain); err != nil {
 		return err
 	}
 	back := make([]byte, len(plain))
-	if err := m.open(back, "", wrapped); err != nil {
+	if err := m.open(ctx, back, "", wrapped); err != nil {
 		return err
 	}
 	if string(back) != string(plain) {
