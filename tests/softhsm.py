@@ -158,6 +158,18 @@ def create_token(directory: str | os.PathLike, label: str = "kas-test", *, user_
     return token
 
 
+def add_token(existing: SoftHSMToken, label: str, *, aes=(), rsa=(), ec=()) -> SoftHSMToken:
+    """Another token in the same token directory (same SOFTHSM2_CONF), with
+    the same PINs. A process that already initialized SoftHSM sees it only
+    after its next C_Initialize (SoftHSM2 scans the directory then)."""
+    slot = _init_token(existing.conf, label, existing.so_pin, existing.user_pin)
+    token = SoftHSMToken(module=existing.module, directory=existing.directory, conf=existing.conf,
+                         label=label, so_pin=existing.so_pin, user_pin=existing.user_pin, slot_id=slot)
+    if aes or rsa or ec:
+        token.generate(aes=aes, rsa=rsa, ec=ec)
+    return token
+
+
 _session_token: SoftHSMToken | None = None
 
 
@@ -169,6 +181,11 @@ def session_token(base_dir: str | os.PathLike, **create_args) -> SoftHSMToken:
     if _session_token is None:
         _session_token = create_token(base_dir, **create_args)
         os.environ.update(_session_token.env)
+    else:  # a later caller may want more keys
+        missing = {kind: [k for k in create_args.get(kind, ()) if k not in _session_token.keys]
+                   for kind in ("aes", "rsa", "ec")}
+        if any(missing.values()):
+            _session_token.generate(**missing)
     return _session_token
 
 

@@ -112,7 +112,17 @@ static CK_RV find_class(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, const char 
 static CK_RV read_key_type(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, key_ref *ref)
 {
     CK_ATTRIBUTE a = {CKA_KEY_TYPE, &ref->type, sizeof ref->type};
-    return f->C_GetAttributeValue(s, ref->handle, &a, 1);
+    ref->modulus_len = 0;
+    CK_RV rv = f->C_GetAttributeValue(s, ref->handle, &a, 1);
+    if (rv != CKR_OK || ref->type != CKK_RSA)
+        return rv;
+    /* The modulus size bounds RSA ciphertexts and plaintexts: ask only
+     * for its length. */
+    CK_ATTRIBUTE mod = {CKA_MODULUS, NULL, 0};
+    rv = f->C_GetAttributeValue(s, ref->handle, &mod, 1);
+    if (rv == CKR_OK && mod.ulValueLen != CK_UNAVAILABLE_INFORMATION)
+        ref->modulus_len = mod.ulValueLen;
+    return rv;
 }
 
 CK_RV key_find(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, const char *label,

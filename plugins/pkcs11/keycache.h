@@ -20,6 +20,7 @@ typedef struct key_ref {
     CK_OBJECT_HANDLE handle;
     CK_OBJECT_CLASS cls;
     CK_KEY_TYPE type;
+    CK_ULONG modulus_len;  /* RSA: bytes in the modulus; 0 otherwise */
 } key_ref;
 
 #define KEYCACHE_SIZE 64

@@ -107,6 +107,15 @@ static void fail_ckr(km_manager *m, outcome *o, const char *call, const char *la
     }
 }
 
+/* No session could be had: the token is unreachable unless the PIN or the
+ * deadline is to blame. */
+static void session_failed(km_manager *m, outcome *o, CK_RV rv)
+{
+    fail_ckr(m, o, "C_OpenSession", NULL, rv);
+    if (o->status == KM_ERR_INTERNAL && rv != CKR_HOST_MEMORY)
+        o->status = KM_ERR_UNAVAILABLE;
+}
+
 static void deadline_from(const km_call_ctx *ctx, struct timespec *ts, int *has)
 {
     *has = 0;
@@ -155,7 +164,6 @@ static void free_secret(uint8_t *p, size_t cap)
 static CK_RV op_wrap(km_manager *m, CK_SESSION_HANDLE s, const char *label,
                      const key_ref *k, op_io *io, outcome *o)
 {
-    (void)k;
     CK_FUNCTION_LIST_PTR f = m->f;
     if (m->aes == AES_NONE) {
         o->status = KM_ERR_UNIMPLEMENTED;
@@ -217,6 +225,13 @@ static CK_RV op_unwrap(km_manager *m, CK_SESSION_HANDLE s, const char *label,
         /* A client wrapped a DEK to this key's public half: RSA-OAEP,
          * SHA-1, MGF1-SHA-1, no label (what TDF clients produce). */
         mech = (CK_MECHANISM){CKM_RSA_PKCS_OAEP, &oaep, sizeof oaep};
+        if (k->modulus_len && io->in_len != k->modulus_len) {
+            o->status = KM_ERR_CRYPTO;
+            snprintf(o->msg, sizeof o->msg, "pkcs11: wrapped data is %zu bytes; an RSA-OAEP "
+                     "ciphertext for key '%.64s' is %lu bytes", io->in_len, label,
+                     (unsigned long)k->modulus_len);
+            return CKR_OK;
+        }
     } else if (m->aes == AES_GCM) {
         if (io->in_len < GCM_IV_LEN + GCM_TAG_LEN) {
             o->status = KM_ERR_CRYPTO;
@@ -250,8 +265,8 @@ static CK_RV op_unwrap(km_manager *m, CK_SESSION_HANDLE s, const char *label,
         fail_ckr(m, o, "C_DecryptInit", label, rv);
         return rv;
     }
-    /* Plaintext is never longer than the ciphertext for these mechanisms. */
-    size_t cap = ct_len;
+    /* Plaintext is never longer than the ciphertext (RSA: the modulus). */
+    size_t cap = ct_len > k->modulus_len ? ct_len : k->modulus_len;
     uint8_t *out = malloc(cap);
     if (!out) {
         f->C_DecryptInit(s, NULL, k->handle);
@@ -358,7 +373,7 @@ static int run(km_manager *m, const km_call_ctx *ctx, const char *key_id, enum k
         p11_lease lease;
         CK_RV rv = p11_pool_acquire(&m->pool, has_deadline ? &deadline : NULL, &lease);
         if (rv != CKR_OK) {
-            fail_ckr(m, &o, "C_OpenSession", NULL, rv);
+            session_failed(m, &o, rv);
             break;
         }
         key_ref k;
@@ -450,7 +465,7 @@ static int32_t mgr_probe(km_manager *m, const km_call_ctx *ctx, char **error)
         deadline_from(ctx, &deadline, &has_deadline);
         CK_RV rv = p11_pool_acquire(&m->pool, has_deadline ? &deadline : NULL, &lease);
         if (rv != CKR_OK) {
-            fail_ckr(m, &o, "C_OpenSession", NULL, rv);
+            session_failed(m, &o, rv);
             return set_error(error, o.status, "%s", o.msg);
         }
         p11_pool_release(&m->pool, &lease, CKR_OK);
@@ -506,7 +521,7 @@ static int32_t mgr_create(const char *config_json, size_t config_len, km_manager
         snprintf(m->token_desc, sizeof m->token_desc, "slot %lu", m->cfg.slot_id);
 
     CK_SLOT_ID slot = m->cfg.slot_id;
-    CK_RV rv = p11_find_token(m->f, m->cfg.token_label, &slot);
+    CK_RV rv = p11_find_token(m->f, m->cfg.token_label, &slot, 0);
     if (rv != CKR_OK) {
         if (rv == P11_RV_NO_TOKEN)
             status = set_error(error, KM_ERR_NOT_FOUND, "pkcs11: no %s%s in module %s",

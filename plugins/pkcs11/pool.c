@@ -26,8 +26,11 @@ static int label_matches(const CK_UTF8CHAR label[32], const char *want)
     return 1;
 }
 
-CK_RV p11_find_token(CK_FUNCTION_LIST_PTR f, const char *token_label, CK_SLOT_ID *slot)
+CK_RV p11_find_token(CK_FUNCTION_LIST_PTR f, const char *token_label, CK_SLOT_ID *slot,
+                     int avoid_current)
 {
+    CK_SLOT_ID current = *slot;
+    int found_current = 0;
     CK_TOKEN_INFO info;
     if (!token_label) {
         CK_RV rv = f->C_GetTokenInfo(*slot, &info);
@@ -58,10 +61,18 @@ CK_RV p11_find_token(CK_FUNCTION_LIST_PTR f, const char *token_label, CK_SLOT_ID
         if (f->C_GetTokenInfo(slots[i], &info) != CKR_OK)
             continue;
         if ((info.flags & CKF_TOKEN_INITIALIZED) && label_matches(info.label, token_label)) {
+            if (avoid_current && slots[i] == current) {
+                found_current = 1; /* a last resort: it just failed */
+                continue;
+            }
             *slot = slots[i];
             rv = CKR_OK;
             break;
         }
+    }
+    if (rv != CKR_OK && found_current) {
+        *slot = current;
+        rv = CKR_OK;
     }
     free(slots);
     return rv;
@@ -174,11 +185,16 @@ CK_RV p11_pool_acquire(p11_pool *p, const struct timespec *deadline, p11_lease *
 
         CK_SESSION_HANDLE s;
         CK_RV rv = open_session(p, slot, &s);
-        if ((rv == CKR_SLOT_ID_INVALID || rv == CKR_TOKEN_NOT_PRESENT ||
-             rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_RECOGNIZED) && p->token_label) {
-            /* The token may have moved to another slot (re-initialized). */
-            rv = p11_find_token(p->f, p->token_label, &slot);
-            if (rv == CKR_OK) {
+        if (rv != CKR_OK && !pin_refused(rv) && rv != CKR_HOST_MEMORY && p->token_label) {
+            /* The token may be gone, or re-initialized into another slot
+             * (SoftHSM2 answers CKR_GENERAL_ERROR for a deleted token):
+             * look for the label again, preferring another slot. */
+            CK_SLOT_ID found = slot;
+            CK_RV frv = p11_find_token(p->f, p->token_label, &found, 1);
+            if (frv == P11_RV_NO_TOKEN) {
+                rv = frv;
+            } else if (frv == CKR_OK && found != slot) {
+                slot = found;
                 pthread_mutex_lock(&p->lock);
                 p->slot = slot;
                 pthread_mutex_unlock(&p->lock);

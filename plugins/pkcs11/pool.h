@@ -55,9 +55,12 @@ typedef struct p11_lease {
     unsigned long generation;
 } p11_lease;
 
-/* Finds the token in `slot`, or the one labelled token_label (slot ignored).
+/* Finds the token in *slot, or the one labelled token_label. With
+ * avoid_current, a match in another slot than *slot wins (the current one
+ * just failed; a re-initialized token shows up in a new slot).
  * Returns CKR_OK, P11_RV_NO_TOKEN, or the failing call's CKR. */
-CK_RV p11_find_token(CK_FUNCTION_LIST_PTR f, const char *token_label, CK_SLOT_ID *slot);
+CK_RV p11_find_token(CK_FUNCTION_LIST_PTR f, const char *token_label, CK_SLOT_ID *slot,
+                     int avoid_current);
 
 /* pin is borrowed and must outlive the pool. */
 int p11_pool_init(p11_pool *p, p11_module *mod, CK_SLOT_ID slot, const char *token_label,

@@ -1,0 +1,70 @@
+"""Fixtures for the pkcs11 plugin tests: a SoftHSM2 token set up from
+scratch for this test process, the built plugin, and its factory."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.pkcs11.labels import AES_KEY, EC_KEY, RSA_KEY
+from tests.softhsm import SoftHSMUnavailable, add_token, find_module, session_token
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGIN = ROOT / "build" / "plugins" / "pkcs11-manager.so"
+
+@pytest.fixture(scope="session")
+def token(tmp_path_factory):
+    try:
+        find_module()
+    except SoftHSMUnavailable as e:
+        pytest.fail(f"{e}: run `make sysdeps`")
+    main = session_token(tmp_path_factory.mktemp("softhsm"), label="kas-pkcs11-test",
+                         aes=[AES_KEY], rsa=[RSA_KEY], ec=[EC_KEY])
+    # Made before anything here loads SoftHSM, which scans tokens at C_Initialize.
+    global _volatile
+    _volatile = add_token(main, "kas-pkcs11-volatile", aes=[AES_KEY])
+    return main
+
+
+_volatile = None
+
+
+@pytest.fixture(scope="session")
+def volatile_token(token):
+    """A second token (same PINs, an AES key) that tests may re-initialize or delete."""
+    return _volatile
+
+
+@pytest.fixture(scope="session")
+def plugin_path() -> Path:
+    built = subprocess.run(["make", "--no-print-directory", str(PLUGIN.relative_to(ROOT))],
+                           cwd=ROOT, capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout + built.stderr
+    return PLUGIN
+
+
+@pytest.fixture(scope="session")
+def factory(plugin_path, token):
+    from host.loader import load_plugin
+
+    plugin = load_plugin(str(plugin_path))
+    (f,) = [f for f in plugin.factories if f.name == "pkcs11"]
+    return f
+
+
+@pytest.fixture
+def manager(factory, token):
+    """A manager whose default key is the AES key; closed after the test."""
+    m = factory.create(token.config_json(AES_KEY))
+    yield m
+    m.close()
+
+
+@pytest.fixture
+def remote_manager(factory, token):
+    """A manager whose default key is the RSA key pair; closed after the test."""
+    m = factory.create(token.config_json(RSA_KEY))
+    yield m
+    m.close()
