@@ -2,7 +2,7 @@
  * km-conformance -- checks that a key-manager plugin keeps the ABI v1
  * contract (include/keymanager.h). A plain C program: no Python needed.
  *
- *   km-conformance [--manager NAME] [--iterations N] PLUGIN.so [CONFIG.json|-]
+ *   km-conformance [-v] [--manager NAME] [--iterations N] PLUGIN.so [CONFIG.json|-]
  *
  * Prints one line per check (PASS name / FAIL name: reason / SKIP name:
  * reason) and "N passed, N failed" last. Exit status: 0 when nothing failed,
@@ -11,7 +11,8 @@
  * The config (a file, or "-" for stdin) is handed to the factory named by
  * --manager, or to the first factory. Without a config only the checks that
  * need no manager run. --iterations repeats the round-trip and error-path
- * checks (for sanitizer runs).
+ * checks (for sanitizer runs). The plugin's log lines go to stderr (debug
+ * level only with -v).
  */
 #define _GNU_SOURCE /* memmem */
 #include <dlfcn.h>
@@ -175,6 +176,8 @@ static const km_plugin *plugin;
 static const km_factory *factory; /* the one the config is for */
 static km_manager *mgr;
 
+static int verbose; /* -v: also show the plugin's debug logs */
+
 static void host_log(void *ctx, int32_t level, const char *request_id, const char *message)
 {
     (void)ctx;
@@ -182,6 +185,8 @@ static void host_log(void *ctx, int32_t level, const char *request_id, const cha
         violation("log callback got a NULL or non-UTF-8 message");
         return;
     }
+    if (level < KM_LOG_INFO && !verbose)
+        return;
     fprintf(stderr, "km-conformance: plugin log [%d] %s%s%s\n", level,
             request_id ? request_id : "", request_id ? ": " : "", message);
 }
@@ -800,7 +805,7 @@ static int read_config(const char *path, char **out, size_t *out_len, why *w)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: km-conformance [--manager NAME] [--iterations N] PLUGIN.so [CONFIG.json|-]\n");
+    fprintf(stderr, "usage: km-conformance [-v] [--manager NAME] [--iterations N] PLUGIN.so [CONFIG.json|-]\n");
 }
 
 int main(int argc, char **argv)
@@ -818,6 +823,8 @@ int main(int argc, char **argv)
                 return 2;
             }
             iterations = (int)v;
+        } else if (strcmp(argv[i], "-v") == 0 || strcmp(argv[i], "--verbose") == 0) {
+            verbose = 1;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage();
             return 0;

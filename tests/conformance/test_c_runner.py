@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,24 +35,42 @@ def _file_kek_config(tmp: Path) -> Path:
     return cfg
 
 
-# plugin file name -> writes a config for it into a temp dir. Plugins that need
-# a live backend (SoftHSM, emulators) are covered by their own test modules.
+# plugin path under build/ -> writes a config for it into a temp dir. The
+# example plugins are file-KEK managers taking the same config. Plugins that
+# need a live backend (SoftHSM, emulators) are covered by their own tests.
 KNOWN_CONFIGS = {
-    "file-kek-manager.so": _file_kek_config,
+    "plugins/file-kek-manager.so": _file_kek_config,
+    "examples/example-c-manager.so": _file_kek_config,
+    "examples/example-go-manager.so": _file_kek_config,
+    "examples/example-rust-manager.so": _file_kek_config,
 }
 
 
 @pytest.mark.parametrize("plugin_file", sorted(KNOWN_CONFIGS))
 def test_known_plugin_passes(plugin_file, tmp_path):
-    make_or_fail(f"build/plugins/{plugin_file}")
+    make_or_fail(f"build/{plugin_file}")
     cfg = KNOWN_CONFIGS[plugin_file](tmp_path)
-    r = run_runner(PLUGIN_DIR / plugin_file, cfg)
+    r = run_runner(ROOT / "build" / plugin_file, cfg)
     assert r.returncode == 0, r.stdout + r.stderr
     passed, failed = r.summary
     assert failed == 0 and not r.failed()
     assert passed >= 20  # the manager checks ran, not just the loader ones
     for check in ("roundtrip.4096", "tamper.middle", "tamper.last", "unknown_key.wrap", "concurrency", "destroy"):
         assert f"PASS {check}" in r.lines
+
+
+def test_python_embedded_plugin_passes_in_a_plain_c_host(tmp_path):
+    # cffi-embedded plugins link libpython; dlopen(RTLD_LOCAL) from a C host
+    # must still work (DESIGN.md), and the remote RSA path is exercised too.
+    so = tmp_path / "remote-keystore-manager.so"
+    subprocess.run([sys.executable, str(ROOT / "plugins/_pyembed/build.py"),
+                    str(ROOT / "tests/fixtures/remote_keystore/plugin.toml"), "--out", str(so),
+                    "--tmpdir", str(tmp_path / "tmp")], check=True, capture_output=True)
+    cfg = tmp_path / "rk.json"
+    cfg.write_text(json.dumps({"keys": {"k": "rsa:2048"}}))
+    r = run_runner(so, cfg)
+    assert r.returncode == 0 and r.summary[1] == 0, r.stdout + r.stderr
+    assert "PASS unwrap.rsa_oaep" in r.lines and "PASS concurrency" in r.lines
 
 
 def test_config_from_stdin(tmp_path):
