@@ -261,6 +261,11 @@ class AzureKeyVaultEmulator:
             self._clients[client_id] = _Client(self.tenant_id, client_id, secret, frozenset(permissions))
         return client_id, secret
 
+    def issued_tokens(self) -> list[str]:
+        """Every access token handed out so far (for scanning logs for them)."""
+        with self._lock:
+            return list(self._tokens)
+
     def hold(self) -> None:
         """Stop answering vault requests (they wait up to 60 s) until release(), as a hung service would."""
         self._running.clear()
