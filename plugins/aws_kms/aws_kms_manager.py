@@ -26,6 +26,7 @@ Unavailable: the request is fine, the key's state must change first.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -72,6 +73,20 @@ UNAVAILABLE_CODES = {"ThrottlingException", "LimitExceededException", "KMSIntern
 INVALID_CODES = {"ValidationException", "InvalidKeyUsageException", "InvalidArnException",
                  "InvalidGrantTokenException", "InvalidParameterValue", "InvalidParameterCombination",
                  "UnsupportedOperationException", "DryRunOperationException"}
+
+
+def _quiet_sdk_debug_logs() -> None:
+    """botocore's DEBUG records carry request headers and bodies (session
+    tokens, base64 plaintext). In the Python host the plugin shares the
+    host's logging, so a root logger at DEBUG would leak them: pin the SDK's
+    loggers at INFO or above."""
+    for name in ("botocore", "boto3"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET or logger.level < logging.INFO:
+            logger.setLevel(logging.INFO)
+
+
+_quiet_sdk_debug_logs()
 
 
 def _optional_str(config: dict, key: str) -> str | None:
@@ -138,10 +153,12 @@ class AwsKmsManager:
 
     # ---- clients and deadlines ----------------------------------------------
     def _client(self, deadline: Deadline | None):
-        """A KMS client whose timeouts and retries fit the time left."""
+        """(client, deadline_bound): a KMS client whose timeouts and retries fit
+        the time left; deadline_bound says the deadline shortened them."""
         remaining = deadline.remaining() if deadline is not None else None
+        default = (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, MAX_ATTEMPTS)
         if remaining is None:
-            shape = (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, MAX_ATTEMPTS)
+            shape = default
         else:
             if remaining <= 0:
                 raise DeadlineExceeded("aws-kms: deadline exceeded before calling KMS")
@@ -163,11 +180,11 @@ class AwsKmsManager:
                 except (ValueError, botocore.exceptions.BotoCoreError) as exc:
                     raise InvalidArgument(f"aws-kms config: cannot build a KMS client ({type(exc).__name__})") from None
                 self._clients[shape] = client
-        return client
+        return client, shape != default
 
     def _call(self, operation: str, deadline: Deadline, key_id: str, **params):
         """One KMS API call with errors mapped to km_pyembed kinds."""
-        client = self._client(deadline)
+        client, deadline_bound = self._client(deadline)
         try:
             return getattr(client, operation)(**params)
         except botocore.exceptions.ClientError as exc:
@@ -175,7 +192,10 @@ class AwsKmsManager:
         except (botocore.exceptions.ConnectTimeoutError, botocore.exceptions.ReadTimeoutError,
                 botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError,
                 botocore.exceptions.HTTPClientError) as exc:
-            if deadline.expired():
+            timed_out = isinstance(exc, (botocore.exceptions.ConnectTimeoutError,
+                                         botocore.exceptions.ReadTimeoutError))
+            # A timeout cut short by the call's deadline is the deadline's doing.
+            if deadline.expired() or (timed_out and deadline_bound):
                 raise DeadlineExceeded(f"aws-kms: {operation} did not finish before the deadline") from None
             raise Unavailable(f"aws-kms: KMS endpoint unreachable or timed out during {operation} "
                               f"({type(exc).__name__})") from None
@@ -194,7 +214,7 @@ class AwsKmsManager:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0
         where = f"{operation} on key {key_id!r}" if key_id else operation
         km_pyembed.log(km_pyembed.DEBUG, f"aws-kms: {where} failed with {code} (HTTP {status})")
-        if code in PERMISSION_CODES:
+        if code in PERMISSION_CODES or status in (401, 403):  # any 401/403 is an auth refusal
             return PermissionDenied(f"aws-kms: KMS refused {where}: {code}")
         if code in NOT_FOUND_CODES:
             return NotFound(f"aws-kms: KMS key {key_id!r} not found")

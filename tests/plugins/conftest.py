@@ -175,8 +175,10 @@ class MotoServer:
 
     def set_auth(self, initial_no_auth_count: float) -> None:
         """moto's /moto-api/reset-auth: authenticate every request after N more (inf = never)."""
+        # text/plain: with a form content type Flask would swallow the body
         req = urllib.request.Request(f"{self.url}/moto-api/reset-auth", method="POST",
-                                     data=str(initial_no_auth_count).encode())
+                                     data=str(initial_no_auth_count).encode(),
+                                     headers={"Content-Type": "text/plain"})
         with urllib.request.urlopen(req, timeout=10) as resp:
             assert resp.status == 200
 
