@@ -169,7 +169,9 @@ CK_RV key_find(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, const char *label,
     switch (use) {
     case USE_WRAP:
         if (ref->cls != CKO_SECRET_KEY || ref->type != CKK_AES) {
-            *status = KM_ERR_INVALID_ARGUMENT;
+            /* UNIMPLEMENTED, as km-conformance expects of a key that
+             * cannot wrap (it then skips the round trip). */
+            *status = KM_ERR_UNIMPLEMENTED;
             snprintf(msg, msglen, "pkcs11: key '%.64s' is an %s key; wrap needs an AES key "
                                   "(encrypt to an RSA key's public key instead)", label, type);
         }

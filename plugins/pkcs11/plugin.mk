@@ -9,3 +9,36 @@ $(PLUGIN_DIR)/pkcs11-manager.so: $(PKCS11_DEPS) | $(PLUGIN_DIR)
 	$(CC) $(CFLAGS) $(PKCS11_CFLAGS) -shared -Wl,-z,defs -Wl,-z,now -Wl,-z,relro -o $@ $(PKCS11_SRCS) $(PKCS11_LIBS)
 
 PLUGINS += $(PLUGIN_DIR)/pkcs11-manager.so
+
+# Does the token serialize RSA decrypts across threads? (not part of `make plugins`)
+#   build/pkcs11-bench-threads build/plugins/pkcs11-manager.so rsa-config.json [SECONDS] [MAX_THREADS]
+$(BUILD)/pkcs11-bench-threads: plugins/pkcs11/bench_threads.c include/keymanager.h | $(BUILD)
+	$(CC) $(CFLAGS) -Iinclude -o $@ $< -ldl -lpthread -lcrypto
+
+# Instrumented copy for `make sanitize`, run against a SoftHSM2 token made
+# from scratch under $(SANITIZE_DIR)/softhsm (tests/softhsm.py): one config
+# whose default key is AES (provider mode), one RSA (remote mode). SoftHSM2
+# reads SOFTHSM2_CONF, exported for the sanitize recipe only. No LSan
+# suppressions are needed: the last destroy calls C_Finalize, and SoftHSM2
+# 2.6 then frees everything (checked with LeakSanitizer).
+PKCS11_ASAN := $(SANITIZE_DIR)/plugins/pkcs11-manager.so
+PKCS11_ASAN_TOKEN := $(abspath $(SANITIZE_DIR))/softhsm
+
+$(PKCS11_ASAN): $(PKCS11_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SANITIZE_FLAGS) $(PKCS11_CFLAGS) -shared -o $@ $(PKCS11_SRCS) $(PKCS11_LIBS)
+
+$(SANITIZE_DIR)/pkcs11-aes.json: tests/softhsm.py
+	@rm -rf $(PKCS11_ASAN_TOKEN); mkdir -p $(@D)
+	@umask 077; $(PY) -c 'import json, sys; from tests.softhsm import create_token; \
+	  t = create_token(sys.argv[1], label="kas-sanitize", aes=["kas-aes"], rsa=["kas-rsa"]); \
+	  open(sys.argv[2], "w").write(json.dumps(t.config("kas-aes"))); \
+	  open(sys.argv[3], "w").write(json.dumps(t.config("kas-rsa")))' \
+	  $(PKCS11_ASAN_TOKEN) $@ $(SANITIZE_DIR)/pkcs11-rsa.json
+
+$(SANITIZE_DIR)/pkcs11-rsa.json: $(SANITIZE_DIR)/pkcs11-aes.json
+	@test -f $@
+
+sanitize: export SOFTHSM2_CONF := $(PKCS11_ASAN_TOKEN)/softhsm2.conf
+
+SANITIZE_PLUGINS += $(PKCS11_ASAN)=$(SANITIZE_DIR)/pkcs11-aes.json $(PKCS11_ASAN)=$(SANITIZE_DIR)/pkcs11-rsa.json
