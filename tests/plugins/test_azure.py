@@ -430,3 +430,11 @@ def test_km_conformance_passes(azure, tmp_path):
     passed, failed = result.summary
     assert failed == 0 and passed > 20
     assert azure.client_secret not in result.text()
+
+
+def test_host_side_conformance_checks(azure, factory):
+    from tests.conformance.host_checks import check_manager
+
+    name, _ = azure.new_key()
+    done = check_manager(factory, json.dumps(azure.config(name)).encode())
+    assert done.keys() >= {"round_trip", "public_key", "remote_rsa"}
