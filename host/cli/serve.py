@@ -30,14 +30,15 @@ DEFAULT_SERVER = "granian"
 @click.pass_obj
 def serve(platform, host, port, workers, server_impl):
     """Serve the Connect APIs (policy + KAS), /healthz, /readyz and /metrics."""
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Aggregate /metrics across workers (prometheus_client multiprocess mode). Set before
+        # prometheus_client is first imported, since it picks its storage at import time.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="platform-metrics-")
     from host.server import app as server_app
     from host.server import logs
 
     logs.configure(platform.settings.verbosity)
     os.environ[server_app.SETTINGS_ENV] = server_app.settings_to_env(platform.settings)
-    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Aggregate /metrics across workers (prometheus_client multiprocess mode).
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="platform-metrics-")
 
     # Preflight in this process: credentials, database, plugins, root key. Errors are PlatformError
     # (one line, exit 1) before any port is bound.

@@ -90,5 +90,10 @@ def test_bounded_load(tmp_path, request, backend, capsys):
         assert len(kids) == len(set(kids))                       # no duplicates
         assert {kid for kid, _ in created} <= set(kids)           # nothing lost
         assert len(listed) == len(created) + 1                    # nothing extra (the +1 is the EC key)
+        # With two workers, /metrics aggregates both processes' counters.
+        text = httpx.get(f"{s.url}/metrics").text
+        done = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith('platform_rpc_requests_total{code="ok",method="/kas.AccessService/PublicKey"}'))
+        assert done == public.count
     finally:
         s.stop()
