@@ -3,6 +3,8 @@
     POST /policy.keymanagement.KeyManagementService/*       admin
     POST /policy.kasregistry.KeyAccessServerRegistryService/* admin (subset)
     POST|GET /kas.AccessService/PublicKey                   client
+    POST /kas.AccessService/Rewrap                          client (host.kas)
+    GET  /.well-known/opentdf-configuration                 no credentials (discovery)
     GET  /kas/v2/kas_public_key?algorithm=&kid=&fmt=&v=     client
     GET  /healthz  /readyz  /metrics                        no credentials
 
@@ -23,7 +25,7 @@ from anyio import to_thread
 from host import metrics
 from host.app import Platform, Settings
 from host.errors import FailedPrecondition, InvalidArgument, PlatformError
-from host.server import auth, kas, kasregistry, keymanagement, logs
+from host.server import auth, kas, kas_rewrap, kasregistry, keymanagement, logs
 from host.server.connect import DEFAULT_MAX_BODY_BYTES, ConnectApp, RpcError, _as_rpc_error
 from host.server.protos import kas_pb2  # noqa: F401  (the shim must load before handlers)
 
@@ -38,7 +40,7 @@ class PlatformApp:
         self.authenticator = authenticator
         self.kas = kas.KasHandlers(platform, kas_ref)
         procedures = (keymanagement.procedures(platform) + kasregistry.procedures(platform)
-                      + kas.procedures(platform, self.kas))
+                      + kas.procedures(platform, self.kas) + kas_rewrap.procedures(platform, self.kas.kas_ref))
         self.connect = ConnectApp(procedures, self.authorize, max_body_bytes)
         self.started = False
 
@@ -61,6 +63,8 @@ class PlatformApp:
         if path == "/metrics":
             body, content_type = metrics.render()
             return await _send(send, 200, content_type, body)
+        if path == kas_rewrap.wellknown.PATH:
+            return await kas_rewrap.well_known(send, method)
         if path == "/kas/v2/kas_public_key":
             return await self._legacy_public_key(scope, send, method)
         if self.connect.handles(path):

@@ -1,0 +1,368 @@
+"""kas.AccessService/Rewrap, the operation: signed request -> per key access object results.
+
+    verify the signed request token (host.kas.srt)
+    parse the request body: v2 `requests` [{policy {id, body}, keyAccessObjects
+      [{keyAccessObjectId, keyAccessObject}], algorithm}], or the legacy single
+      `keyAccess` + `policy`
+    per policy: the access decision hook (host.kas.decision)
+    per key access object (one failing never fails the others):
+      standard TDF ("wrapped" RSA-OAEP, "ec-wrapped" ECDH + ephemeralPublicKey):
+        kid -> KAS key; DEK = KeyService unwrap (the key's manager does the work);
+        policy binding HMAC-SHA256(key=DEK, msg=policy body as sent, base64)
+        == base64-decoded binding (raw, or hex as otdf SDKs write it), in
+        constant time; mismatch -> permission_denied
+      NanoTDF (`header`): kid from the header's resource locator; DEK =
+        HKDF(ECDH(KAS key, header's ephemeral key), salt SHA-256("L1L")); the
+        ECDH runs where the key lives (locally after the manager unwrapped the
+        private key, or in the manager for remote keys); binding = last 8
+        bytes of SHA-256(policy body)
+    rewrap the DEK for the client:
+      RSA clientPublicKey (>= 2048 bits) -> RSA-OAEP-SHA1(DEK)
+      EC clientPublicKey -> a fresh KAS session key on the client's curve:
+        HKDF-SHA256(ECDH(session, client), salt SHA-256("TDF"), or
+        SHA-256("L1L") for NanoTDF) -> AES-256-GCM(DEK) as nonce||ct||tag;
+        the session public key (PEM) is returned as `session_public_key`
+
+Failed objects carry `error` = "<code>: <message>" (permission_denied,
+not_found, invalid_argument, ...); messages never contain key material.
+
+NanoTDF written by otdf-python names its key "e1" (a placeholder, not the kid
+it was given). When this KAS has no key "e1", such a header is served by the
+KAS's active key of the header's curve; after a rotation, older NanoTDFs with
+the placeholder no longer resolve to their key. Standard TDFs carry the real
+kid and keep working across rotations.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from host import crypto, errors
+from host.kas import decision as decisions
+from host.kas import nanotdf
+from host.kas.srt import SrtVerifier, bound_jkt
+
+log = logging.getLogger("platform.kas")
+
+MAX_POLICIES = 64
+MAX_KAOS = 256
+MAX_WRAPPED_KEY_BYTES = 1024
+LEGACY_NANO_KID = "e1"
+STATUS_PERMIT, STATUS_FAIL = "permit", "fail"
+REQUIRE_SIGNED_ENV = "PLATFORM_KAS_REQUIRE_SIGNED_REQUESTS"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks, as the transport authenticated them, plus what the SRT checks need."""
+
+    subject: str
+    roles: frozenset[str]
+    access_token: str | None = None
+    dpop_proof: str | None = None
+    host: str | None = None            # the Host header, checked against the DPoP proof's htu
+    path: str = "/kas.AccessService/Rewrap"
+
+
+@dataclass
+class KaoResult:
+    key_access_object_id: str
+    status: str
+    wrapped_key: bytes = b""
+    error: str = ""
+
+
+@dataclass
+class PolicyResult:
+    policy_id: str
+    results: list[KaoResult] = field(default_factory=list)
+
+
+@dataclass
+class RewrapResult:
+    responses: list[PolicyResult]
+    session_public_key: str = ""       # PEM, when the client key is EC
+    signer: str = ""                   # how the request token was verified
+
+
+class _ClientKey:
+    """The client's public key and how a DEK is sealed to it."""
+
+    def __init__(self, pem):
+        if not isinstance(pem, str) or not pem.strip():
+            raise errors.InvalidArgument("requestBody.clientPublicKey is required (a PEM public key)")
+        try:
+            self.key = serialization.load_pem_public_key(pem.encode())
+        except (ValueError, TypeError):
+            raise errors.InvalidArgument("requestBody.clientPublicKey does not parse as a PEM public key") from None
+        if isinstance(self.key, rsa.RSAPublicKey):
+            if self.key.key_size < 2048:
+                raise errors.InvalidArgument("requestBody.clientPublicKey: RSA keys must have at least 2048 bits")
+            self.session_private = None
+        elif isinstance(self.key, ec.EllipticCurvePublicKey):
+            if self.key.curve.name not in ("secp256r1", "secp384r1", "secp521r1"):
+                raise errors.InvalidArgument("requestBody.clientPublicKey: EC keys must be on P-256, P-384 or P-521")
+            self.session_private = ec.generate_private_key(self.key.curve)
+        else:
+            raise errors.InvalidArgument("requestBody.clientPublicKey must be an RSA or EC public key")
+
+    @property
+    def session_public_pem(self) -> str:
+        return crypto.public_pem(self.session_private) if self.session_private is not None else ""
+
+    def seal(self, dek: bytes, salt: bytes) -> bytes:
+        if self.session_private is None:
+            return crypto.rsa_wrap(self.key, dek)
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        shared = self.session_private.exchange(ec.ECDH(), self.key)
+        session_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=None).derive(shared)
+        return crypto.aes_gcm_seal(session_key, dek)
+
+
+class Rewrapper:
+    def __init__(self, keys, kas_ref: str | None = None, decide=None, verifier: SrtVerifier | None = None):
+        self.keys = keys                       # host.service.KeyService
+        self.kas_ref = kas_ref
+        self.decide = decide or decisions.load()
+        require = os.environ.get(REQUIRE_SIGNED_ENV, "").strip().lower() in ("1", "true", "yes")
+        self.verifier = verifier or SrtVerifier(require_signature=require)
+        self._kas_id: str | None = None
+
+    # ---- the operation ------------------------------------------------------
+    def rewrap(self, signed_request_token: str, caller: Caller, ctx=None) -> RewrapResult:
+        jkt = bound_jkt(caller.access_token)
+        dpop_key = self.verifier.dpop_key(caller.dpop_proof, access_token=caller.access_token, path=caller.path,
+                                          host=caller.host, bound_jkt=jkt)
+        verified = self.verifier.verify(signed_request_token, dpop_key)
+        body = verified.body
+        client = _ClientKey(body.get("clientPublicKey"))
+        requests = _requests(body)
+        responses = [self._policy(req, client, caller, ctx) for req in requests]
+        return RewrapResult(responses, client.session_public_pem, verified.signer)
+
+    def _policy(self, req: dict, client: _ClientKey, caller: Caller, ctx) -> PolicyResult:
+        policy = req.get("policy") if isinstance(req.get("policy"), dict) else {}
+        policy_id = policy.get("id") if isinstance(policy.get("id"), str) else ""
+        out = PolicyResult(policy_id)
+        kaos = req.get("keyAccessObjects")
+        entries = [(_kao_id(item, i), item) for i, item in enumerate(kaos)]
+        policy_body = policy.get("body")
+        nano = any(isinstance(item, dict) and isinstance(item.get("keyAccessObject"), dict)
+                   and item["keyAccessObject"].get("header") for _, item in entries)
+        headers: dict[str, nanotdf.NanoHeader] = {}
+        if nano:
+            for kao_id, item in entries:
+                try:
+                    headers[kao_id] = nanotdf.parse_header(_b64(_kao(item).get("header"), "header"))
+                except errors.PlatformError:
+                    pass  # reported per object below
+        try:
+            allowed = self.decide(decisions.DecisionRequest(
+                subject=caller.subject, roles=caller.roles, policy_id=policy_id,
+                policy=_policy_json(policy_body, headers),
+                key_ids=tuple(str(_kao(item).get("kid", "")) for _, item in entries if isinstance(item, dict)),
+                container="nanotdf" if nano else "ztdf"))
+            denial = None if allowed else errors.PermissionDenied("access denied by the access decision for this policy")
+        except Exception as exc:  # a broken hook fails closed
+            log.error("access decision hook raised", extra={"fields": {"error_type": type(exc).__name__}})
+            denial = errors.Internal("the access decision could not be made")
+        for kao_id, item in entries:
+            if denial is not None:
+                out.results.append(_failed(kao_id, denial))
+                continue
+            try:
+                kao = _kao(item)
+                if kao.get("header"):
+                    dek, salt = self._nano_dek(kao, ctx), nanotdf.NANO_SALT
+                else:
+                    dek, salt = self._tdf_dek(kao, policy_body, ctx), crypto.TDF_SALT
+                out.results.append(KaoResult(kao_id, STATUS_PERMIT, client.seal(dek, salt)))
+            except errors.PlatformError as e:
+                out.results.append(_failed(kao_id, e))
+            except Exception as exc:  # never let one object's surprise fail the others, nor leak its text
+                log.error("rewrap of a key access object failed unexpectedly",
+                          extra={"fields": {"error_type": type(exc).__name__}})
+                out.results.append(_failed(kao_id, errors.Internal("internal error while rewrapping this object")))
+        return out
+
+    # ---- standard TDF --------------------------------------------------------
+    def _tdf_dek(self, kao: dict, policy_body, ctx) -> bytes:
+        kind = kao.get("type", "wrapped")
+        if kind not in ("wrapped", "ec-wrapped"):
+            raise errors.InvalidArgument(f"key access object type must be wrapped or ec-wrapped, got {str(kind)[:32]!r}")
+        if kao.get("protocol", "kas") != "kas":
+            raise errors.InvalidArgument("key access object protocol must be kas")
+        if not isinstance(policy_body, str) or not policy_body:
+            raise errors.InvalidArgument("the policy body (base64) is required to check the policy binding")
+        wrapped = _b64(kao.get("wrappedKey"), "wrappedKey")
+        if not wrapped or len(wrapped) > MAX_WRAPPED_KEY_BYTES:
+            raise errors.InvalidArgument(f"wrappedKey must be 1 to {MAX_WRAPPED_KEY_BYTES} bytes")
+        binding = _binding(kao.get("policyBinding"))
+        ephemeral = None
+        if kind == "ec-wrapped":
+            ephemeral = kao.get("ephemeralPublicKey")
+            if not isinstance(ephemeral, str) or not ephemeral.strip():
+                raise errors.InvalidArgument("an ec-wrapped key access object needs ephemeralPublicKey (PEM)")
+        key = self._key(kao.get("kid"), ephemeral_hint=ephemeral)
+        if crypto.is_ec(key.algorithm) != (kind == "ec-wrapped"):
+            raise errors.InvalidArgument(f"key {key.key_id!r} is {key.algorithm}: key access object type {kind} "
+                                         "does not fit it")
+        try:
+            dek = self.keys.unwrap_path.unwrap_with(key, wrapped, ephemeral, ctx)
+        except errors.CryptoError:
+            raise errors.PermissionDenied(f"the wrapped key does not unwrap with key {key.key_id!r} "
+                                          "(wrapped to another key or KAS, or altered)") from None
+        expected = hmac.new(dek, policy_body.encode("utf-8"), hashlib.sha256).digest()
+        if not hmac.compare_digest(expected, binding):
+            raise errors.PermissionDenied("policy binding mismatch: the policy or the key access object was altered")
+        return dek
+
+    # ---- NanoTDF ----------------------------------------------------------------
+    def _nano_dek(self, kao: dict, ctx) -> bytes:
+        header = nanotdf.parse_header(_b64(kao.get("header"), "header"))
+        header.check_binding()
+        key = self._key(header.kid or None, algorithm=header.algorithm, nano=True)
+        if key.algorithm != header.algorithm:
+            raise errors.InvalidArgument(f"key {key.key_id!r} is {key.algorithm}, the NanoTDF uses {header.algorithm}")
+        ephemeral = crypto.load_ephemeral_public_key(header.ephemeral_key, key.algorithm)
+        shared = self._shared_secret(key, ephemeral, ctx)
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=nanotdf.NANO_SALT, info=None).derive(shared)
+
+    def _shared_secret(self, key, ephemeral, ctx) -> bytes:
+        """ECDH with the KAS key, wherever it lives (same routing as KeyService unwrap)."""
+        path = self.keys.unwrap_path
+        if key.mode in ("local", "provider"):
+            return path.private_key(key, ctx).exchange(ec.ECDH(), ephemeral)
+        if key.mode == "remote":
+            manager = path.manager_for(key)
+            remote_id = (key.private_key_ctx or {}).get("key_id", "")
+            return path._call(key.provider_config.manager, "unwrap", manager.unwrap, remote_id,
+                              crypto.ephemeral_der(ephemeral), ctx)
+        raise errors.FailedPrecondition(f"key {key.key_id!r} is a public_key-mode key: this KAS cannot unwrap")
+
+    # ---- key lookup -----------------------------------------------------------
+    def kas_id(self) -> str:
+        if self._kas_id is None:
+            self._kas_id = self.keys.lifecycle.kas(self.kas_ref).id
+        return self._kas_id
+
+    def _key(self, kid, *, algorithm: str | None = None, ephemeral_hint=None, nano: bool = False):
+        if kid is not None and (not isinstance(kid, str) or len(kid) > 256):
+            raise errors.InvalidArgument("kid must be a string of at most 256 characters")
+        if kid:
+            try:
+                return self.keys.unwrap_path.key(kid, self.kas_id())
+            except errors.NotFound:
+                if not (nano and kid == LEGACY_NANO_KID):
+                    raise errors.NotFound(f"this KAS has no key {kid!r}") from None
+        if algorithm is None:  # a standard TDF without kid: the active key of the wrap's kind
+            algorithm = _ec_algorithm(ephemeral_hint) if ephemeral_hint else "rsa:2048"
+        return self.keys.lifecycle.public_key(kas=self.kas_id(), algorithm=algorithm)
+
+
+# ---- request parsing ------------------------------------------------------------
+def _requests(body: dict) -> list[dict]:
+    reqs = body.get("requests")
+    if reqs:
+        if not isinstance(reqs, list) or not all(isinstance(r, dict) for r in reqs):
+            raise errors.InvalidArgument("requestBody.requests must be a list of objects")
+    else:  # legacy v1: one key access object and the policy beside it
+        if not isinstance(body.get("keyAccess"), dict):
+            raise errors.InvalidArgument("requestBody needs requests (v2) or keyAccess (v1)")
+        reqs = [{"policy": {"id": "policy", "body": body.get("policy")},
+                 "keyAccessObjects": [{"keyAccessObjectId": "kao-0", "keyAccessObject": body["keyAccess"]}]}]
+    if len(reqs) > MAX_POLICIES:
+        raise errors.InvalidArgument(f"at most {MAX_POLICIES} policies per request")
+    total = 0
+    for r in reqs:
+        kaos = r.get("keyAccessObjects")
+        if not isinstance(kaos, list) or not kaos:
+            raise errors.InvalidArgument("every request needs a non-empty keyAccessObjects list")
+        total += len(kaos)
+    if total > MAX_KAOS:
+        raise errors.InvalidArgument(f"at most {MAX_KAOS} key access objects per request")
+    return reqs
+
+
+def _kao_id(item, index: int) -> str:
+    if isinstance(item, dict) and isinstance(item.get("keyAccessObjectId"), str):
+        return item["keyAccessObjectId"][:128]
+    return f"kao-{index}"
+
+
+def _kao(item) -> dict:
+    kao = item.get("keyAccessObject") if isinstance(item, dict) else None
+    if not isinstance(kao, dict):
+        raise errors.InvalidArgument("keyAccessObject must be an object")
+    return kao
+
+
+def _b64(value, name: str) -> bytes:
+    if not isinstance(value, str):
+        raise errors.InvalidArgument(f"{name} must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise errors.InvalidArgument(f"{name} is not valid base64") from None
+
+
+def _binding(value) -> bytes:
+    """The policy binding's HMAC bytes: {"alg": "HS256", "hash": b64} or a bare b64 string;
+    the base64 may hold the raw 32 bytes or their 64 hex digits (otdf SDKs write hex)."""
+    if isinstance(value, dict):
+        if value.get("alg", "HS256") != "HS256":
+            raise errors.InvalidArgument("policyBinding.alg must be HS256")
+        value = value.get("hash")
+    if value is None:
+        raise errors.InvalidArgument("policyBinding is required")
+    raw = _b64(value, "policyBinding.hash")
+    if len(raw) == 64:
+        try:
+            return bytes.fromhex(raw.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            pass
+    if len(raw) != 32:
+        raise errors.InvalidArgument("policyBinding.hash must hold a 32-byte HMAC-SHA256 (raw or hex)")
+    return raw
+
+
+def _policy_json(policy_body, headers: dict):
+    """The policy as JSON for the decision hook, when it can be read."""
+    try:
+        if isinstance(policy_body, str) and policy_body:
+            return json.loads(base64.b64decode(policy_body, validate=True))
+        for h in headers.values():
+            if h.policy_type == nanotdf.POLICY_PLAIN:
+                return json.loads(h.policy_body)
+    except (ValueError, binascii.Error, RecursionError):
+        return None
+    return None
+
+
+def _ec_algorithm(pem) -> str:
+    try:
+        key = serialization.load_pem_public_key(pem.encode())
+    except (ValueError, TypeError, AttributeError):
+        raise errors.InvalidArgument("ephemeralPublicKey does not parse as a PEM public key") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise errors.InvalidArgument("ephemeralPublicKey must be an EC public key")
+    return f"ec:{key.curve.name}"
+
+
+def _failed(kao_id: str, e: errors.PlatformError) -> KaoResult:
+    return KaoResult(kao_id, STATUS_FAIL, error=f"{e.code}: {e.message}")

@@ -1,0 +1,88 @@
+"""kas.AccessService/Rewrap (client role) and GET /.well-known/opentdf-configuration (public).
+
+The protocol lives in host.kas (transport-independent); this module only
+maps the Connect call to it: the authenticated identity, the bearer token and
+DPoP header for the request-token checks, a worker thread for the key
+operations, and the result as kas.RewrapResponse.
+"""
+
+from __future__ import annotations
+
+import json
+
+from anyio import to_thread
+
+from host.kas import wellknown
+from host.kas.rewrap import STATUS_PERMIT, Caller, Rewrapper
+from host.server import logs
+from host.server.connect import Call, procedures_for
+from host.server.protos import kas_pb2
+
+SERVICE = kas_pb2.DESCRIPTOR.services_by_name["AccessService"]
+PATH = f"/{SERVICE.full_name}/Rewrap"
+SCHEMA_VERSION = "1.0.0"
+
+
+class RewrapHandler:
+    def __init__(self, platform, kas_ref: str | None = None):
+        self.platform = platform
+        self.kas_ref = kas_ref
+        self._rewrapper: Rewrapper | None = None
+
+    @property
+    def rewrapper(self) -> Rewrapper:
+        if self._rewrapper is None:
+            self._rewrapper = Rewrapper(self.platform.keys, self.kas_ref)
+        return self._rewrapper
+
+    async def rewrap(self, req: kas_pb2.RewrapRequest, call: Call) -> kas_pb2.RewrapResponse:
+        identity = call.identity
+        caller = Caller(subject=getattr(identity, "subject", ""), roles=frozenset(getattr(identity, "roles", ())),
+                        access_token=_bearer(call.headers.get("authorization")),
+                        dpop_proof=call.headers.get("dpop") or None, host=call.headers.get("host"), path=PATH)
+        ctx = call.context()
+        result = await to_thread.run_sync(lambda: self.rewrapper.rewrap(req.signed_request_token, caller, ctx))
+        resp = kas_pb2.RewrapResponse(session_public_key=result.session_public_key, schema_version=SCHEMA_VERSION)
+        permitted = failed = 0
+        for policy in result.responses:
+            out = resp.responses.add(policy_id=policy.policy_id)
+            for r in policy.results:
+                # kas_wrapped_key and error are one oneof: set exactly one
+                payload = {"kas_wrapped_key": r.wrapped_key} if r.status == STATUS_PERMIT else {"error": r.error}
+                out.results.add(key_access_object_id=r.key_access_object_id, status=r.status, **payload)
+                if r.status == STATUS_PERMIT:
+                    permitted += 1
+                else:
+                    failed += 1
+        single = [r for p in result.responses for r in p.results]
+        if len(single) == 1 and single[0].status == STATUS_PERMIT:  # v1 clients read entity_wrapped_key
+            resp.entity_wrapped_key = single[0].wrapped_key
+        logs.info("rewrap", request_id=call.request_id, permitted=permitted, failed=failed,
+                  request_token=result.signer,
+                  errors=sorted({r.error.split(":", 1)[0] for p in result.responses for r in p.results if r.error}))
+        return resp
+
+
+def _bearer(value: str | None) -> str | None:
+    if not value:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def procedures(platform, kas_ref: str | None = None, handler: RewrapHandler | None = None):
+    h = handler or RewrapHandler(platform, kas_ref)
+    return procedures_for(SERVICE, {"Rewrap": h.rewrap}, role="client", message_module=kas_pb2)
+
+
+async def well_known(send, method: str) -> None:
+    """The public discovery document (GET only)."""
+    if method not in ("GET", "HEAD"):
+        status, doc, extra = 405, {"code": "unimplemented", "message": "use GET"}, [(b"allow", b"GET")]
+    else:
+        status, doc, extra = 200, wellknown.configuration(), []
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *extra]})
+    await send({"type": "http.response.body", "body": body if method != "HEAD" else b""})
