@@ -12,10 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
@@ -28,7 +24,14 @@ VERSION_TABLE = "alembic_version"
 _PG_LOCK_KEY = 0x4B4D_5354  # "KMST": serializes schema changes across processes
 
 
-def _config(connection: Connection | None = None) -> Config:
+# The newest migration in migrations/versions. Kept as a constant so that opening
+# an up-to-date database does not import Alembic (a test checks it stays in step).
+HEAD = "0001_initial"
+
+
+def _config(connection: Connection | None = None):
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["connection"] = connection
@@ -36,11 +39,30 @@ def _config(connection: Connection | None = None) -> Config:
 
 
 def head_revision() -> str:
+    return HEAD
+
+
+def script_head() -> str:
+    """The head according to the migration scripts themselves."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config()).get_current_head()
 
 
 def known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
     return {s.revision for s in ScriptDirectory.from_config(_config()).walk_revisions()}
+
+
+def _current_revision(conn: Connection) -> str | None:
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return None
+    versions = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    if len(versions) > 1:
+        raise FailedPrecondition(f"database records several schema versions ({', '.join(versions)}); "
+                                 f"fix it with `platform db upgrade`")
+    return versions[0] if versions else None
 
 
 @dataclass(frozen=True)
@@ -59,7 +81,7 @@ class SchemaStatus:
 
 
 def status(conn: Connection) -> SchemaStatus:
-    current = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+    current = _current_revision(conn)
     names = set(inspect(conn).get_table_names())
     return SchemaStatus(current=current, head=head_revision(), has_tables=bool(names & set(Base.metadata.tables)))
 
@@ -90,7 +112,7 @@ def ensure_schema(db: Database, auto_upgrade_empty: bool = True) -> SchemaStatus
         _lock(db, conn)
         st = status(conn)  # another process may have created it meanwhile
         if st.empty:
-            command.upgrade(_config(conn), "head")
+            _run_upgrade(conn, "head")
             return status(conn)
     if st.up_to_date:
         return st
@@ -114,9 +136,15 @@ def upgrade(db: Database, target: str = "head") -> tuple[str | None, str | None]
         _refuse_unknown(before, where)
         if before.current is None and before.has_tables:
             raise FailedPrecondition(_outdated_message(before, where))
-        command.upgrade(_config(conn), target)
+        _run_upgrade(conn, target)
         after = status(conn)
     return before.current, after.current
+
+
+def _run_upgrade(conn: Connection, target: str) -> None:
+    from alembic import command
+
+    command.upgrade(_config(conn), target)
 
 
 def _where(db: Database) -> str:

@@ -167,3 +167,7 @@ def test_in_memory_sqlite_works():
         assert s.providers.get(id=cfg.id) == cfg
     finally:
         s.close()
+
+
+def test_head_constant_matches_migration_scripts():
+    assert schema.HEAD == schema.script_head()
