@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import secrets
-import subprocess
 import uuid
 
 import hvac
@@ -25,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from host import errors
 from host.loader import load_plugin
 from host.managers.base import CallContext
-from tests.conformance.runner_util import RUNNER, make_or_fail, run_runner
+from tests.conformance.runner_util import make_or_fail, run_runner
 from tests.emulators.vault_transit import VaultTransitEmulator
 from tests.plugins.conftest import REPO
 
