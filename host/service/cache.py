@@ -24,13 +24,19 @@ class BoundedCache:
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        # Prometheus children bound once: a lookup costs one counter increment.
+        from host.metrics import CACHE_EVENTS
+        self._hit_counter = CACHE_EVENTS.labels(name, "hit")
+        self._miss_counter = CACHE_EVENTS.labels(name, "miss")
 
     def get(self, key: Hashable) -> Any | None:
         entry = self._data.get(key)
         if entry is not None and (entry[0] == 0.0 or entry[0] > self._clock()):
             self.hits += 1
+            self._hit_counter.inc()
             return entry[1]
         self.misses += 1
+        self._miss_counter.inc()
         return None
 
     def put(self, key: Hashable, value: Any, ttl: float | None = None) -> None:

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from host import crypto, errors
 from host.managers.base import CallContext
+from host.metrics import observe_manager_call
 from host.service.cache import BoundedCache
 
 DEFAULT_PRIVATE_KEY_TTL = 30.0
@@ -89,13 +90,15 @@ class UnwrapPath:
             status = e.code
             raise
         finally:
+            elapsed = time.perf_counter() - started
             k = (manager_name, op, status)
             rec = self.manager_calls.get(k)
             if rec is None:
                 with self._calls_lock:
                     rec = self.manager_calls.setdefault(k, [0, 0.0])
             rec[0] += 1
-            rec[1] += time.perf_counter() - started
+            rec[1] += elapsed
+            observe_manager_call(manager_name, op, status, elapsed)
 
     def private_key(self, key, ctx: CallContext | None = None):
         cached = self.private_keys.get(key.id)
