@@ -36,8 +36,8 @@ def _in_ci() -> bool:
 
 def _unavailable(reason: str):
     if _in_ci():
-        pytest.fail(f"{reason} (CI=true: PostgreSQL tests must run)", pytrace=False)
-    pytest.skip(reason)
+        pytest.fail(f"{reason}; under CI=true the PostgreSQL tests must run", pytrace=False)
+    pytest.skip(f"{reason}; PostgreSQL tests skipped")
 
 
 def _conninfo(url) -> str:
@@ -49,8 +49,7 @@ def _conninfo(url) -> str:
 def pg_server() -> str:
     raw = os.environ.get(PG_ENV)
     if not raw:
-        _unavailable(f"{PG_ENV} is not set; PostgreSQL tests skipped "
-                     f"(e.g. {PG_ENV}=postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+        _unavailable(f"{PG_ENV} is not set (e.g. {PG_ENV}=postgresql+psycopg://postgres@127.0.0.1:5432/test)")
     import psycopg
 
     url = make_url(raw)

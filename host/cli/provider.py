@@ -257,11 +257,11 @@ def update(platform, id_, name, manager, config, labels, extend_labels, validate
 @click.pass_obj
 def delete(platform, id_, force, as_json):
     """Delete a provider configuration (refused while keys reference it)."""
-    cfg = platform.store.providers.get(id=id_)
-    if not force:
+    if not force:  # (--force skips the read, so a config sealed under a lost root key can still go)
+        cfg = platform.store.providers.get(id=id_)
         click.confirm(f"Delete provider config {cfg.name!r} (manager {cfg.manager!r}, id {cfg.id})?", abort=True,
                       err=True)
-    deleted = platform.store.providers.delete(cfg.id)
+    deleted = platform.store.providers.delete(id_)
     if as_json:
         echo_json({"id": deleted.id, "name": deleted.name, "manager": deleted.manager})
     else:

@@ -16,11 +16,12 @@ from typing import Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import (ArgumentError, DataError, DBAPIError, IntegrityError, InterfaceError, NoSuchModuleError,
+                            OperationalError, SQLAlchemyError)
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from host.errors import InvalidArgument, PlatformError, Unavailable
+from host.errors import FailedPrecondition, InvalidArgument, PlatformError, Unavailable
 
 _BACKEND_NAMES = {"postgresql": "PostgreSQL"}
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -115,7 +116,7 @@ def translate(exc: BaseException, url: URL) -> PlatformError:
     if url.password:
         text = text.replace(url.password, "***")
     first = text.splitlines()[0] if text else type(orig).__name__
-    if url.get_backend_name() == "sqlite":
+    if url.get_backend_name() == "sqlite" and not isinstance(exc, (IntegrityError, DataError)):
         low = first.lower()
         if "file is not a database" in low:
             return InvalidArgument(f"{url.database} is not a SQLite database")
@@ -125,12 +126,13 @@ def translate(exc: BaseException, url: URL) -> PlatformError:
             return InvalidArgument(f"cannot open {where} (missing directory or no permission)")
         if "locked" in low or "busy" in low:
             return Unavailable(f"{where} is busy (locked by another process); try again")
-        if "disk i/o" in low or "full" in low:
-            return Unavailable(f"{where}: {first}")
         return Unavailable(f"{where}: {first}")
+    if isinstance(exc, IntegrityError):  # first lines name the constraint, never the values
+        return FailedPrecondition(f"{where}: constraint violated: {first}")
+    if isinstance(exc, DataError):
+        return InvalidArgument(f"{where} rejected a value: {first}")
     reason = _PG_PREFIX.sub("", first).replace("FATAL:  ", "").strip() or type(orig).__name__
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated or "connect" in type(orig).__name__.lower() \
-            or "connection" in text.lower() or "resolve host" in text.lower():
+    if isinstance(exc, (OperationalError, InterfaceError)) or not isinstance(exc, DBAPIError):
         return Unavailable(f"cannot reach {where}: {reason}")
     return Unavailable(f"{where}: {reason}")
 

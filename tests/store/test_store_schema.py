@@ -171,3 +171,50 @@ def test_in_memory_sqlite_works():
 
 def test_head_constant_matches_migration_scripts():
     assert schema.HEAD == schema.script_head()
+
+
+def test_corrupt_sqlite_file_with_valid_header(tmp_path):
+    path = tmp_path / "corrupt.db"
+    path.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 16)
+    with pytest.raises(InvalidArgument, match="is not a SQLite database"):
+        Store.open(f"sqlite:///{path}")
+
+
+@pytest.mark.parametrize("driver_message, cls, expected", [
+    ("attempt to write a readonly database", InvalidArgument, "is not writable"),
+    ("database is locked", Unavailable, "is busy"),
+    ("unable to open database file", InvalidArgument, "cannot open SQLite database"),
+])
+def test_sqlite_driver_errors_translated(driver_message, cls, expected):
+    """Driver errors that need a second process or another user to provoke, mapped one by one."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from host.store.db import parse_url, translate
+
+    err = OperationalError("INSERT INTO provider_config ...", {"config_json": b"SECRET"},
+                           sqlite3.OperationalError(driver_message))
+    mapped = translate(err, parse_url("sqlite:////srv/platform.db"))
+    assert isinstance(mapped, cls) and expected in mapped.message
+    assert "SECRET" not in mapped.message and "INSERT" not in mapped.message
+
+
+def test_postgres_constraint_error_names_constraint_not_values(pg_db_url):
+    """A raw duplicate insert (bypassing the repository checks) maps to one line without the values."""
+    from sqlalchemy.exc import IntegrityError
+
+    from host.store.db import translate
+
+    s = Store.open(pg_db_url)
+    try:
+        cfg = s.providers.create("p", "m", b'{"s": "SECRET"}')
+        with pytest.raises(IntegrityError) as raw:
+            with s.db.engine.begin() as conn:
+                conn.execute(text("INSERT INTO provider_config SELECT * FROM provider_config WHERE id = :id"),
+                             {"id": cfg.id})
+        mapped = translate(raw.value, s.db.url)
+        assert "pk_provider_config" in mapped.message and "SECRET" not in mapped.message
+        assert "\n" not in mapped.message
+    finally:
+        s.close()
