@@ -119,7 +119,7 @@ def test_sanitizer_run_is_clean_for_the_examples():
     """make sanitize, restricted to the three templates' pairs (see their example.mk)."""
     asan = BUILD / "asan"
     pairs = [f"{asan}/plugins/example-c-manager.so={asan}/example-c.json",
-             f"{so_path('go')}={asan}/example-go.json",
+             f"{asan}/plugins/example-go-manager.so={asan}/example-go.json",
              f"{so_path('rust')}={asan}/example-rust.json"]
     proc = subprocess.run(["make", "--no-print-directory", "sanitize", "SANITIZE_ITERATIONS=500",
                            f"SANITIZE_PLUGINS={' '.join(pairs)}"],
