@@ -11,52 +11,46 @@ from __future__ import annotations
 import glob
 import os
 import secrets
+import subprocess
 import sys
 
 STATE = os.environ.get("PLATFORM_STATE_DIR", ".platform")
 ROOT_KEY = os.path.join(STATE, "root.key")
-ADMIN_TOKEN = os.path.join(STATE, "admin.token")
 PORT = os.environ.get("PLATFORM_PORT", "8080")
 HOST = os.environ.get("PLATFORM_HOST", "127.0.0.1")
 
 
-def _secret_file(path: str, make) -> bool:
-    if os.path.exists(path):
-        return False
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def _root_key_file() -> None:
+    if os.path.exists(ROOT_KEY) or os.environ.get("PLATFORM_ROOT_KEY"):
+        return
+    fd = os.open(ROOT_KEY, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(make() + "\n")
-    return True
+        f.write(secrets.token_hex(32) + "\n")
+    print(f"created a development root key in {ROOT_KEY} (mode 0600); in production set PLATFORM_ROOT_KEY")
 
 
 def main() -> None:
+    from host.server.auth import ensure_dev_admin_token
+
     os.makedirs(STATE, mode=0o700, exist_ok=True)
-    if _secret_file(ROOT_KEY, lambda: secrets.token_hex(32)):
-        print(f"created a development root key in {ROOT_KEY} (mode 0600); production: set PLATFORM_ROOT_KEY")
-    if not os.environ.get("PLATFORM_ADMIN_TOKENS") and _secret_file(ADMIN_TOKEN, lambda: secrets.token_urlsafe(32)):
-        print(f"created an admin token in {ADMIN_TOKEN} (mode 0600)")
-    plugins = sorted(glob.glob("build/plugins/*-manager.so"))
-    args = [os.path.join(os.path.dirname(sys.executable), "platform"), "--root-key-file", ROOT_KEY]
-    for p in plugins:
-        args += ["--key-manager-plugin", p]
-    env = dict(os.environ)
-    if not env.get("PLATFORM_ADMIN_TOKENS") and not env.get("PLATFORM_ADMIN_TOKEN_FILE"):
-        env["PLATFORM_ADMIN_TOKEN_FILE"] = ADMIN_TOKEN
-
-    from click.testing import CliRunner  # noqa: F401  (import check only)
-    from host.cli import main as cli
-
-    if "serve" not in cli.commands:
-        os.execve(args[0], args + ["plugins", "list"], env)
-    import subprocess
-    subprocess.run(args + ["dev-setup", "--kas-uri", f"http://{HOST}:{PORT}/kas"], env=env, check=True)
-    token = open(env.get("PLATFORM_ADMIN_TOKEN_FILE", ADMIN_TOKEN)).read().strip() if os.path.exists(ADMIN_TOKEN) else "<your admin token>"
-    print(f"\nadmin token: {token}\n"
-          f"first command to try (in another shell):\n"
-          f"  curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{{}}' "
-          f"http://{HOST}:{PORT}/policy.keymanagement.KeyManagementService/ListProviderConfigs\n"
-          f"  .venv/bin/platform --root-key-file {ROOT_KEY} kas public-key --algorithm ec:secp256r1\n")
-    os.execve(args[0], args + ["serve", "--host", HOST, "--port", PORT], env)
+    _root_key_file()
+    made = ensure_dev_admin_token(STATE)  # sets PLATFORM_ADMIN_TOKEN_FILE for the server
+    platform = [os.path.join(os.path.dirname(sys.executable), "platform")]
+    if not os.environ.get("PLATFORM_ROOT_KEY"):
+        platform += ["--root-key-file", ROOT_KEY]
+    for plugin in sorted(glob.glob("build/plugins/*-manager.so")):
+        platform += ["--key-manager-plugin", plugin]
+    subprocess.run(platform + ["dev-setup", "--kas-uri", f"http://{HOST}:{PORT}/kas"], check=True)
+    subprocess.run(platform + ["plugins", "list"], check=True)
+    token = made[0] if made else "<your configured admin token>"
+    print(f"""
+admin token: {token}   (also in {made[1] if made else 'your configuration'})
+first commands to try, in another shell:
+  curl -s -X POST -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{{}}' \\
+    http://{HOST}:{PORT}/policy.keymanagement.KeyManagementService/ListProviderConfigs
+  curl -s -H 'Authorization: Bearer {token}' 'http://{HOST}:{PORT}/kas/v2/kas_public_key?algorithm=ec:secp256r1'
+""", flush=True)
+    os.execv(platform[0], platform + ["serve", "--host", HOST, "--port", PORT])
 
 
 if __name__ == "__main__":
