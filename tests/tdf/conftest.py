@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.server.conftest import ROOT, Server, start_server
+from tests.plugins.conftest import moto_server  # noqa: F401  (moto's KMS for the aws-kms group)
 
 PLUGINS = ROOT / "build" / "plugins"
 
