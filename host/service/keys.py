@@ -17,6 +17,7 @@ import hmac
 
 from host import crypto, errors
 from host.managers.base import CallContext
+from host.service.cache import BoundedCache
 
 MODES = ("local", "provider", "remote", "public_key")
 MODE_ALIASES = {
@@ -26,6 +27,7 @@ MODE_ALIASES = {
     "public_key": "public_key", "public_key_only": "public_key", "key_mode_public_key_only": "public_key",
 }
 DEFAULT_ROOT_KEY_ID = "root"
+PUBLIC_KEY_TTL = 2.0
 
 
 def normalize_mode(mode: str) -> str:
@@ -41,6 +43,7 @@ class KeyLifecycle:
         self._registry = registry
         self._unwrap = unwrap_path
         self._root_key = root_key
+        self._public_keys = BoundedCache("public_keys", 1024, ttl=PUBLIC_KEY_TTL)
 
     # ---- helpers -------------------------------------------------------------
     def kas(self, ref: str | None):
@@ -136,7 +139,9 @@ class KeyLifecycle:
                ctx: CallContext | None = None, **options):
         server = self.kas(kas)
         fields = self.prepare(server, key_id, algorithm, mode, ctx=ctx, **options)
-        return self._store.keys.create(server.id, key_id, labels=labels, **fields)
+        key = self._store.keys.create(server.id, key_id, labels=labels, **fields)
+        self._public_keys.clear()
+        return key
 
     def rotate(self, kas: str | None, key_id: str, new_key_id: str, *, algorithm: str | None = None,
                mode: str | None = None, labels=None, ctx: CallContext | None = None, **options):
@@ -153,6 +158,7 @@ class KeyLifecycle:
             new = tx.keys.create(server.id, new_key_id, labels=labels if labels is not None else old.labels, **fields)
             rotated = tx.keys.mark_rotated(old.id)
         self._unwrap.forget()
+        self._public_keys.clear()
         return new, rotated
 
     # ---- read -----------------------------------------------------------------
@@ -169,7 +175,20 @@ class KeyLifecycle:
         return self._store.keys.list(kas_id=server_id, limit=limit, offset=offset, algorithm=algorithm)
 
     def public_key(self, kas: str | None = None, kid: str | None = None, algorithm: str | None = None):
-        """The key a client should wrap to: by kid, or the active key of an algorithm."""
+        """The key a client should wrap to: by kid, or the active key of an algorithm.
+
+        Cached briefly (every client asks before each encrypt); a rotation in
+        this process clears the cache, one in another process is seen within
+        PUBLIC_KEY_TTL seconds.
+        """
+        cache_key = (kas, kid, algorithm)
+        key = self._public_keys.get(cache_key)
+        if key is None:
+            key = self._lookup_public_key(kas, kid, algorithm)
+            self._public_keys.put(cache_key, key)
+        return key
+
+    def _lookup_public_key(self, kas, kid, algorithm):
         if kid:
             server_id = self._store.kas.get(kas).id if kas else None
             return self._store.keys.get_by_kid(kid, server_id)
