@@ -28,7 +28,9 @@ $(PKCS11_ASAN): $(PKCS11_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SANITIZE_FLAGS) $(PKCS11_CFLAGS) -shared -o $@ $(PKCS11_SRCS) $(PKCS11_LIBS)
 
-$(SANITIZE_DIR)/pkcs11-aes.json: tests/softhsm.py
+# Made once (until `make clean`): re-making it while another sanitize run
+# uses the token would pull the token out from under that run.
+$(SANITIZE_DIR)/pkcs11-aes.json:
 	@rm -rf $(PKCS11_ASAN_TOKEN); mkdir -p $(@D)
 	@umask 077; $(PY) -c 'import json, sys; from tests.softhsm import create_token; \
 	  t = create_token(sys.argv[1], label="kas-sanitize", aes=["kas-aes"], rsa=["kas-rsa"]); \
