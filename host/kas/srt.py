@@ -114,7 +114,7 @@ class SrtVerifier:
             key = jwt.PyJWK(jwk, algorithm=header["alg"]).key
             claims = jwt.decode(proof, key, algorithms=[header["alg"]], leeway=LEEWAY_SECONDS,
                                 options={"require": ["iat", "jti", "htm", "htu"], "verify_aud": False})
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, TypeError, ValueError):
             raise Unauthenticated("DPoP proof signature or claims do not verify") from None
         now = time.time()
         iat = claims["iat"]
@@ -158,7 +158,7 @@ class SrtVerifier:
                 jwt.decode(token, client_key, algorithms=[alg], leeway=LEEWAY_SECONDS,
                            options={"require": ["exp"]})
                 return VerifiedRequest(body, "client-key")
-            except jwt.PyJWTError:
+            except (jwt.PyJWTError, TypeError, ValueError):  # TypeError: key type does not fit the algorithm
                 pass
         if self.require_signature:
             raise Unauthenticated("signed_request_token does not verify with a DPoP key or the client public key")
@@ -179,7 +179,7 @@ class SrtVerifier:
             raise Unauthenticated("signed_request_token is not valid yet (iat/nbf in the future)") from None
         except jwt.InvalidSignatureError:
             raise Unauthenticated(f"signed_request_token signature does not verify with {key_name}") from None
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, TypeError, ValueError):
             raise Unauthenticated("signed_request_token could not be parsed or validated") from None
 
 
