@@ -26,12 +26,12 @@ sanitize: $(SANITIZE_RUNNER) $(foreach pair,$(SANITIZE_PLUGINS),$(subst =, ,$(pa
 	@status=0; [ -n "$(strip $(SANITIZE_PLUGINS))" ] || { echo "sanitize: SANITIZE_PLUGINS is empty"; exit 1; }; \
 	for pair in $(SANITIZE_PLUGINS); do \
 	  so=$${pair%%=*}; cfg=$${pair#*=}; \
-	  log=$(SANITIZE_DIR)/$$(basename $$so .so)-$$(basename $$cfg .json).log; \
+	  log=$$(mktemp $(SANITIZE_DIR)/$$(basename $$so .so)-$$(basename $$cfg .json).XXXXXX.log); \
 	  $(SANITIZE_ENV) $(SANITIZE_RUNNER) --iterations $(SANITIZE_ITERATIONS) $$so $$cfg >$$log 2>&1; rc=$$?; \
 	  if [ $$rc -ne 0 ] || grep -qE 'Sanitizer|runtime error:' $$log; then \
 	    echo "sanitize: FAIL $$so with $$cfg (exit $$rc); log: $$log"; \
 	    grep -E '^FAIL|Sanitizer|runtime error:|^ *#[0-9]' $$log | head -60; status=1; \
 	  else \
-	    echo "sanitize: ok $$so with $$cfg: $$(tail -n 1 $$log)"; \
+	    echo "sanitize: ok $$so with $$cfg: $$(tail -n 1 $$log)"; rm -f $$log; \
 	  fi; \
 	done; exit $$status

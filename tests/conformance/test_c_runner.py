@@ -8,6 +8,7 @@ each check can fail; `make sanitize` runs the C plugins under ASan/UBSan/LSan.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -264,6 +265,9 @@ def test_make_sanitize_catches_memory_bugs(asan, toy, defect, report):
     r = make("sanitize", SANITIZE_PLUGINS=f"{bad}={toy.config}", SANITIZE_ITERATIONS="20")
     assert r.returncode != 0, r.stdout
     assert f"sanitize: FAIL {bad}" in r.stdout and report in r.stdout, r.stdout
+    log = re.search(r"; log: (\S+\.log)$", r.stdout, re.M)
+    assert log, r.stdout
+    (ROOT / log.group(1)).unlink()  # the failure was the point: keep build/asan tidy
 
 
 def test_make_sanitize_passes_correct_toy(asan, toy):
