@@ -26,11 +26,12 @@
 Failed objects carry `error` = "<code>: <message>" (permission_denied,
 not_found, invalid_argument, ...); messages never contain key material.
 
-NanoTDF written by otdf-python names its key "e1" (a placeholder, not the kid
-it was given). When this KAS has no key "e1", such a header is served by the
-KAS's active key of the header's curve; after a rotation, older NanoTDFs with
-the placeholder no longer resolve to their key. Standard TDFs carry the real
-kid and keep working across rotations.
+NanoTDF written by otdf-python names its key "e1" whatever kid the KAS gave
+it (a placeholder). A header naming "e1" is therefore served by the KAS's
+active key of the header's curve (a key really named "e1" only when there is
+no active one): new NanoTDFs keep working after a rotation, but NanoTDFs
+written before it no longer find their key - the header does not say which
+it was. Standard TDFs carry the real kid and keep working across rotations.
 """
 
 from __future__ import annotations
@@ -264,12 +265,16 @@ class Rewrapper:
     def _key(self, kid, *, algorithm: str | None = None, ephemeral_hint=None, nano: bool = False):
         if kid is not None and (not isinstance(kid, str) or len(kid) > 256):
             raise errors.InvalidArgument("kid must be a string of at most 256 characters")
+        if nano and kid == LEGACY_NANO_KID:  # otdf-python's placeholder: the current key of the curve
+            try:
+                return self.keys.lifecycle.public_key(kas=self.kas_id(), algorithm=algorithm)
+            except errors.NotFound:
+                pass  # no active key of that curve: a key really named "e1", if any
         if kid:
             try:
                 return self.keys.unwrap_path.key(kid, self.kas_id())
             except errors.NotFound:
-                if not (nano and kid == LEGACY_NANO_KID):
-                    raise errors.NotFound(f"this KAS has no key {kid!r}") from None
+                raise errors.NotFound(f"this KAS has no key {kid!r}") from None
         if algorithm is None:  # a standard TDF without kid: the active key of the wrap's kind
             algorithm = _ec_algorithm(ephemeral_hint) if ephemeral_hint else "rsa:2048"
         return self.keys.lifecycle.public_key(kas=self.kas_id(), algorithm=algorithm)
