@@ -233,14 +233,24 @@ def _status_error(status: int, manager: str, op: str, message: str | None) -> er
     return cls(f"{manager} {op}: {message or cls.code.replace('_', ' ')}")
 
 
+_NULL = ffi.NULL
+
+
 class _Scratch(threading.local):
-    """Per-thread out-parameters, allocated once: the unwrap path is hot."""
+    """Per-thread out-parameters, allocated once: the unwrap path is hot.
+
+    `no_deadline` is a call context that is never modified (timeout 0, no
+    request id), handed to plugins for calls without a CallContext; `ctx`
+    is filled per call when there is one.
+    """
 
     def __init__(self):
         self.out = ffi.new("uint8_t **")
         self.out_len = ffi.new("size_t *")
         self.err = ffi.new("char **")
         self.ctx = ffi.new("km_call_ctx *", {"struct_size": ffi.sizeof("km_call_ctx")})
+        self.no_deadline = ffi.new("km_call_ctx *", {"struct_size": ffi.sizeof("km_call_ctx")})
+        self.data_call = (self.out, self.out_len, self.err, self.no_deadline)
 
 
 class PluginManager:
@@ -257,6 +267,10 @@ class PluginManager:
         self._closed = False
         self._close_lock = threading.Lock()
         self._scratch = _Scratch()
+        # Looked up once: each attribute read on a cdata struct builds a new object.
+        self._free = desc.free
+        self._wrap_fn = ops.wrap if Capability.WRAP in caps else None
+        self._unwrap_fn = ops.unwrap if Capability.UNWRAP in caps else None
 
     def __repr__(self) -> str:
         return f"PluginManager({self.name!r})"
@@ -269,17 +283,15 @@ class PluginManager:
 
     def _prepare(self, ctx: CallContext | None):
         s = self._scratch
-        c = s.ctx
         if ctx is None:
-            c.timeout_ms = 0
-            c.request_id = ffi.NULL
-            return s, None
+            return s, s.no_deadline, None
         if ctx.expired():
             raise errors.DeadlineExceeded(f"{self.name}: deadline passed before the call")
+        c = s.ctx
         c.timeout_ms = ctx.remaining_ms()
         rid = ffi.new("char[]", ctx.request_id.encode("utf-8", "replace")[:64])
         c.request_id = rid
-        return s, rid
+        return s, c, rid
 
     def _finish(self, status, s, op: str) -> bytes:
         out, desc = s.out, self._desc
@@ -288,46 +300,65 @@ class PluginManager:
             message = _take_error(desc, s.err)
             if status != KM_OK:
                 raise _status_error(status, self.name, op, message)
-            if ptr == ffi.NULL:
+            if ptr == _NULL:
                 raise errors.PluginError(f"manager {self.name!r} {op}: returned OK with a NULL output (plugin bug)")
             return ffi.buffer(ptr, s.out_len[0])[:]
         finally:
-            if ptr != ffi.NULL:
+            if ptr != _NULL:
                 desc.free(ptr)
-                out[0] = ffi.NULL
+                out[0] = _NULL
 
     def _call_data(self, fn, op: str, key_id: str, data: bytes, ctx: CallContext | None) -> bytes:
-        s, _rid = self._prepare(ctx)
-        kid = key_id.encode("utf-8")
-        buf = ffi.from_buffer("uint8_t[]", data)
-        s.out[0] = ffi.NULL
-        s.err[0] = ffi.NULL
-        if self._lock is None:
-            status = fn(self._handle, s.ctx, kid, buf, len(data), s.out, s.out_len, s.err)
+        # The hot path of every unwrap through a plugin: few attribute reads,
+        # bytes passed to C without a copy, one branch for the common result.
+        if ctx is None:
+            s = self._scratch
+            out, out_len, err, c = s.data_call
         else:
-            with self._lock:
-                status = fn(self._handle, s.ctx, kid, buf, len(data), s.out, s.out_len, s.err)
+            s, c, _rid = self._prepare(ctx)  # _rid keeps the request id alive during the call
+            out, out_len, err = s.out, s.out_len, s.err
+        kid = key_id.encode("utf-8")
+        buf = data if type(data) is bytes else ffi.from_buffer("uint8_t[]", data)
+        out[0] = _NULL
+        err[0] = _NULL
+        lock = self._lock
+        if lock is None:
+            status = fn(self._handle, c, kid, buf, len(data), out, out_len, err)
+        else:
+            with lock:
+                status = fn(self._handle, c, kid, buf, len(data), out, out_len, err)
+        ptr = out[0]
+        if status == KM_OK and ptr and not err[0]:
+            try:
+                return ffi.buffer(ptr, out_len[0])[:]
+            finally:
+                self._free(ptr)
+                out[0] = _NULL
         return self._finish(status, s, op)
 
     def wrap(self, key_id: str, plain: bytes, ctx: CallContext | None = None) -> bytes:
-        self._require(Capability.WRAP, "wrap")
-        return self._call_data(self._ops.wrap, "wrap", key_id, plain, ctx)
+        fn = self._wrap_fn
+        if fn is None or self._closed:
+            self._require(Capability.WRAP, "wrap")
+        return self._call_data(fn, "wrap", key_id, plain, ctx)
 
     def unwrap(self, key_id: str, wrapped: bytes, ctx: CallContext | None = None) -> bytes:
-        self._require(Capability.UNWRAP, "unwrap")
-        return self._call_data(self._ops.unwrap, "unwrap", key_id, wrapped, ctx)
+        fn = self._unwrap_fn
+        if fn is None or self._closed:
+            self._require(Capability.UNWRAP, "unwrap")
+        return self._call_data(fn, "unwrap", key_id, wrapped, ctx)
 
     def public_key(self, key_id: str, ctx: CallContext | None = None) -> str:
         self._require(Capability.PUBLIC_KEY, "public key")
-        s, _rid = self._prepare(ctx)
+        s, c, _rid = self._prepare(ctx)
         s.out[0] = ffi.NULL
         s.err[0] = ffi.NULL
         kid = key_id.encode("utf-8")
         if self._lock is None:
-            status = self._ops.get_public_key(self._handle, s.ctx, kid, s.out, s.out_len, s.err)
+            status = self._ops.get_public_key(self._handle, c, kid, s.out, s.out_len, s.err)
         else:
             with self._lock:
-                status = self._ops.get_public_key(self._handle, s.ctx, kid, s.out, s.out_len, s.err)
+                status = self._ops.get_public_key(self._handle, c, kid, s.out, s.out_len, s.err)
         pem = self._finish(status, s, "get_public_key")
         try:
             return pem.decode("ascii")
@@ -339,13 +370,13 @@ class PluginManager:
             raise errors.Unavailable(f"manager {self.name!r} is closed")
         if Capability.PROBE not in self.capabilities:
             return
-        s, _rid = self._prepare(ctx)
+        s, c, _rid = self._prepare(ctx)
         s.err[0] = ffi.NULL
         if self._lock is None:
-            status = self._ops.probe(self._handle, s.ctx, s.err)
+            status = self._ops.probe(self._handle, c, s.err)
         else:
             with self._lock:
-                status = self._ops.probe(self._handle, s.ctx, s.err)
+                status = self._ops.probe(self._handle, c, s.err)
         message = _take_error(self._desc, s.err)
         if status != KM_OK:
             raise _status_error(status, self.name, "probe", message)

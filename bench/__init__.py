@@ -1,0 +1,1 @@
+"""Benchmarks of the KAS key-manager host against the raw cryptographic limit (`make bench`)."""
