@@ -169,11 +169,12 @@ CK_RV key_find(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, const char *label,
     switch (use) {
     case USE_WRAP:
         if (ref->cls != CKO_SECRET_KEY || ref->type != CKK_AES) {
-            /* UNIMPLEMENTED, as km-conformance expects of a key that
-             * cannot wrap (it then skips the round trip). */
-            *status = KM_ERR_UNIMPLEMENTED;
+            /* The key id names the wrong kind of key: a bad argument
+             * (km-conformance then skips its wrap round trips). */
+            *status = KM_ERR_INVALID_ARGUMENT;
             snprintf(msg, msglen, "pkcs11: key '%.64s' is an %s key; wrap needs an AES key "
-                                  "(encrypt to an RSA key's public key instead)", label, type);
+                                  "(clients encrypt to an RSA or EC key's public key instead)",
+                     label, type);
         }
         break;
     case USE_UNWRAP:
@@ -181,10 +182,10 @@ CK_RV key_find(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, const char *label,
             *status = KM_ERR_NOT_FOUND;
             snprintf(msg, msglen, "pkcs11: the token holds only the public half of key '%.64s'",
                      label);
-        } else if (ref->type != CKK_AES && ref->type != CKK_RSA) {
+        } else if (ref->type != CKK_AES && ref->type != CKK_RSA && ref->type != CKK_EC) {
             *status = KM_ERR_INVALID_ARGUMENT;
             snprintf(msg, msglen, "pkcs11: key '%.64s' is an %s key; unwrap needs an AES key "
-                                  "or an RSA private key", label, type);
+                                  "or an RSA or EC private key", label, type);
         }
         break;
     case USE_PUBLIC:

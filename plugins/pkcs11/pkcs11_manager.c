@@ -5,11 +5,13 @@
  * tag[16]), or AES key wrap with padding (RFC 5649) on tokens without GCM.
  * Remote mode: an RSA key pair on the token; get_public_key exports the
  * public half as PEM and unwrap decrypts a client's RSA-OAEP(SHA-1) wrapped
- * DEK on the token. The operation follows the key object's type, so one
- * manager serves both kinds of keys.
+ * DEK on the token; with an EC key pair, unwrap takes the client's
+ * ephemeral public key and returns the ECDH shared secret (ecdh.c). The
+ * operation follows the key object's type, so one manager serves every kind
+ * of key.
  *
  * Module loading/login sharing is in module.c, the session pool in pool.c,
- * key lookup in keycache.c, config parsing in config.c.
+ * key lookup in keycache.c, config parsing in config.c, ECDH in ecdh.c.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdarg.h>
@@ -23,6 +25,7 @@
 
 #include "ckr.h"
 #include "config.h"
+#include "ecdh.h"
 #include "keycache.h"
 #include "keymanager.h"
 #include "module.h"
@@ -211,10 +214,25 @@ static CK_RV op_wrap(km_manager *m, CK_SESSION_HANDLE s, const char *label,
     return CKR_OK;
 }
 
+/* EC key, remote mode: io->in is the client's ephemeral public key (DER
+ * SPKI); the output is the raw ECDH shared secret. */
+static CK_RV op_ecdh(km_manager *m, CK_SESSION_HANDLE s, const char *label,
+                     const key_ref *k, op_io *io, outcome *o)
+{
+    const char *call = "C_DeriveKey";
+    CK_RV rv = ecdh_unwrap(m->f, s, k->handle, label, io->in, io->in_len, &io->out, &io->out_len,
+                           &call, &o->status, o->msg, sizeof o->msg);
+    if (rv != CKR_OK)
+        fail_ckr(m, o, call, label, rv);
+    return rv;
+}
+
 static CK_RV op_unwrap(km_manager *m, CK_SESSION_HANDLE s, const char *label,
                        const key_ref *k, op_io *io, outcome *o)
 {
     CK_FUNCTION_LIST_PTR f = m->f;
+    if (k->type == CKK_EC)
+        return op_ecdh(m, s, label, k, io, o);
     CK_RSA_PKCS_OAEP_PARAMS oaep = {CKM_SHA_1, CKG_MGF1_SHA1, CKZ_DATA_SPECIFIED, NULL, 0};
     CK_GCM_PARAMS gcm;
     CK_MECHANISM mech;

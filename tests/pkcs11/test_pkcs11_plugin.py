@@ -146,7 +146,7 @@ def test_aes_key_has_no_public_key(manager):
 
 
 def test_wrap_with_an_rsa_key_is_refused(manager):
-    with pytest.raises(errors.Unimplemented, match="is an RSA key; wrap needs an AES key"):
+    with pytest.raises(errors.InvalidArgument, match="is an RSA key; wrap needs an AES key"):
         manager.wrap(RSA_KEY, b"x" * 32)
 
 
