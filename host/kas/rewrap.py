@@ -238,23 +238,11 @@ class Rewrapper:
         if key.algorithm != header.algorithm:
             raise errors.InvalidArgument(f"key {key.key_id!r} is {key.algorithm}, the NanoTDF uses {header.algorithm}")
         ephemeral = crypto.load_ephemeral_public_key(header.ephemeral_key, key.algorithm)
-        shared = self._shared_secret(key, ephemeral, ctx)
+        shared = self.keys.unwrap_path.shared_secret(key, ephemeral, ctx)
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
         return HKDF(algorithm=hashes.SHA256(), length=32, salt=nanotdf.NANO_SALT, info=None).derive(shared)
-
-    def _shared_secret(self, key, ephemeral, ctx) -> bytes:
-        """ECDH with the KAS key, wherever it lives (same routing as KeyService unwrap)."""
-        path = self.keys.unwrap_path
-        if key.mode in ("local", "provider"):
-            return path.private_key(key, ctx).exchange(ec.ECDH(), ephemeral)
-        if key.mode == "remote":
-            manager = path.manager_for(key)
-            remote_id = (key.private_key_ctx or {}).get("key_id", "")
-            return path._call(key.provider_config.manager, "unwrap", manager.unwrap, remote_id,
-                              crypto.ephemeral_der(ephemeral), ctx)
-        raise errors.FailedPrecondition(f"key {key.key_id!r} is a public_key-mode key: this KAS cannot unwrap")
 
     # ---- key lookup -----------------------------------------------------------
     def kas_id(self) -> str:

@@ -150,8 +150,12 @@ class KeyLifecycle:
         old = self._store.keys.get_by_kid(key_id, server.id)
         if old.status != "active":
             raise errors.FailedPrecondition(f"key {key_id!r} is already rotated")
-        options.setdefault("provider_config_id", old.provider_config_id)
-        if options.get("wrapping_key_id") is None and old.private_key_ctx:
+        new_mode = normalize_mode(mode or old.mode)
+        if new_mode in ("provider", "remote"):
+            options.setdefault("provider_config_id", old.provider_config_id)
+        same_home = new_mode == old.mode and options.get("provider_config_id") == old.provider_config_id
+        if options.get("wrapping_key_id") is None and old.private_key_ctx and same_home:
+            # Same manager and mode: keep wrapping under the same key; a new home chooses its own default.
             options["wrapping_key_id"] = old.private_key_ctx.get("key_id") or None
         fields = self.prepare(server, new_key_id, algorithm or old.algorithm, mode or old.mode, ctx=ctx, **options)
         with self._store.transaction() as tx:

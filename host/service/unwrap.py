@@ -112,7 +112,8 @@ class UnwrapPath:
         manager = self.manager_for(key)
         name = "opentdf.io/basic" if key.mode == "local" else key.provider_config.manager
         pem = self._call(name, "unwrap", manager.unwrap, ctx_json.get("key_id", ""), wrapped, ctx)
-        private = crypto.load_private_pem(pem, key.algorithm, what=f"unwrapped private key of {key.key_id!r}")
+        private = crypto.load_private_pem(pem, key.algorithm, what=f"unwrapped private key of {key.key_id!r}",
+                                          authenticated=True)
         if key.mode == "local":
             self.private_keys.put(key.id, private)
         elif self.private_key_ttl > 0:  # provider mode: bounded exposure, re-asks the manager after the TTL
@@ -126,27 +127,32 @@ class UnwrapPath:
         return self.unwrap_with(key, wrapped, ephemeral_public_key, ctx)
 
     def unwrap_with(self, key, wrapped: bytes, ephemeral_public_key=None, ctx: CallContext | None = None) -> bytes:
-        is_ec = key.algorithm.startswith("ec:")
-        if is_ec:
+        if key.algorithm.startswith("ec:"):
             if not ephemeral_public_key:
                 raise errors.InvalidArgument(f"key {key.key_id!r} is an EC key: the ephemeral public key is required")
             eph = crypto.load_ephemeral_public_key(ephemeral_public_key, key.algorithm)
+            shared = self.shared_secret(key, eph, ctx)
+            return crypto.aes_gcm_open(crypto.derive_wrap_key(shared), wrapped)
         mode = key.mode
         if mode == "local" or mode == "provider":
-            private = self.private_key(key, ctx)
-            if is_ec:
-                return crypto.ec_unwrap(private, eph, wrapped)
-            return crypto.rsa_unwrap(private, wrapped)
+            return crypto.rsa_unwrap(self.private_key(key, ctx), wrapped)
         if mode == "remote":
             manager = self.manager_for(key)
             remote_id = (key.private_key_ctx or {}).get("key_id", "")
-            name = key.provider_config.manager
-            if is_ec:
-                shared = self._call(name, "unwrap", manager.unwrap, remote_id, crypto.ephemeral_der(eph), ctx)
-                return crypto.aes_gcm_open(crypto.derive_wrap_key(shared), wrapped)
-            return self._call(name, "unwrap", manager.unwrap, remote_id, wrapped, ctx)
-        raise errors.FailedPrecondition(
-            f"key {key.key_id!r} is a public_key-mode key: this platform holds no private key for it and cannot unwrap")
+            return self._call(key.provider_config.manager, "unwrap", manager.unwrap, remote_id, wrapped, ctx)
+        raise _public_key_only(key)
+
+    def shared_secret(self, key, ephemeral_public_key, ctx: CallContext | None = None) -> bytes:
+        """ECDH between an EC KAS key and a client's ephemeral key, wherever the KAS key lives."""
+        mode = key.mode
+        if mode == "local" or mode == "provider":
+            return self.private_key(key, ctx).exchange(ec.ECDH(), ephemeral_public_key)
+        if mode == "remote":  # ABI v1: the manager gets the ephemeral key (DER) and returns the secret
+            manager = self.manager_for(key)
+            remote_id = (key.private_key_ctx or {}).get("key_id", "")
+            return self._call(key.provider_config.manager, "unwrap", manager.unwrap, remote_id,
+                              crypto.ephemeral_der(ephemeral_public_key), ctx)
+        raise _public_key_only(key)
 
     def stats(self) -> dict:
         return {
@@ -157,6 +163,11 @@ class UnwrapPath:
                 for (m, op, st), (c, t) in sorted(self.manager_calls.items())
             ],
         }
+
+
+def _public_key_only(key) -> errors.FailedPrecondition:
+    return errors.FailedPrecondition(
+        f"key {key.key_id!r} is a public_key-mode key: this platform holds no private key for it and cannot unwrap")
 
 
 def rewrap_to_client(dek: bytes, client_public_key_pem: bytes | str) -> dict:

@@ -264,3 +264,13 @@ def test_local_keys_without_root_key_is_a_startup_error(sqlite_db_url, root_key_
     with pytest.raises(errors.FailedPrecondition, match="1 local-mode key.*no root key"):
         b.keys.check_startup()
     b.close()
+
+
+def test_rotation_to_another_manager_does_not_reuse_the_wrapping_key_id(platform, file_kek_config_id):
+    platform.keys.create_key(None, "m1", "rsa:2048", "local")
+    new, _ = platform.keys.rotate_key(None, "m1", "m2", mode="provider", provider_config_id=file_kek_config_id)
+    assert new.mode == "provider" and new.private_key_ctx["key_id"] == ""  # file-kek's default, not "root"
+    round_trip(platform, new)
+    back, _ = platform.keys.rotate_key(None, "m2", "m3", mode="local")
+    assert back.provider_config_id is None and back.private_key_ctx["key_id"] == "root"
+    round_trip(platform, back)
