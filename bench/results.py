@@ -32,6 +32,8 @@ class Figure:
 def format_value(f: Figure) -> str:
     if f.value is None:
         return "n/a"
+    if f.unit == "ratio":
+        return f"{f.value:.4f}"
     if f.unit.startswith("x"):
         return f"{f.value:.3f} {f.unit}"
     return f"{f.value:,.1f} {f.unit}" if f.value < 1000 else f"{f.value:,.0f} {f.unit}"
