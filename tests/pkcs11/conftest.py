@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pkcs11.labels import AES_KEY, EC_KEY, RSA_KEY
+from tests.pkcs11.labels import AES_KEY, EC384_KEY, EC_KEY, RSA_KEY
 from tests.softhsm import SoftHSMUnavailable, add_token, find_module, session_token
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,6 +22,8 @@ def token(tmp_path_factory):
         pytest.fail(f"{e}: run `make sysdeps`")
     main = session_token(tmp_path_factory.mktemp("softhsm"), label="kas-pkcs11-test",
                          aes=[AES_KEY], rsa=[RSA_KEY], ec=[EC_KEY])
+    if EC384_KEY not in main.keys:
+        main.generate(ec=[EC384_KEY], curve="secp384r1")
     # Made before anything here loads SoftHSM, which scans tokens at C_Initialize.
     global _volatile
     _volatile = add_token(main, "kas-pkcs11-volatile", aes=[AES_KEY])
@@ -46,11 +48,18 @@ def plugin_path() -> Path:
 
 
 @pytest.fixture(scope="session")
-def factory(plugin_path, token):
+def loaded_plugin(plugin_path, token):
+    """The plugin, loaded once for the session and kept alive: a second
+    load_plugin of the same file re-runs km_plugin_init, whose host struct
+    (log callback context) then replaces the first one's in the plugin."""
     from host.loader import load_plugin
 
-    plugin = load_plugin(str(plugin_path))
-    (f,) = [f for f in plugin.factories if f.name == "pkcs11"]
+    return load_plugin(str(plugin_path))
+
+
+@pytest.fixture(scope="session")
+def factory(loaded_plugin):
+    (f,) = [f for f in loaded_plugin.factories if f.name == "pkcs11"]
     return f
 
 

@@ -41,7 +41,8 @@ def test_provider_mode_round_trip(manager, size):
     plain = secrets.token_bytes(size)
     wrapped = manager.wrap("", plain)
     assert len(wrapped) == 12 + size + 16  # iv || ciphertext || tag
-    assert plain not in wrapped
+    if size >= 16:  # a shorter plaintext turns up in random bytes by chance (1 byte in 29: ~11%)
+        assert plain not in wrapped
     assert manager.unwrap("", wrapped) == plain
     assert manager.unwrap(AES_KEY, wrapped) == plain  # the default key, named
 
