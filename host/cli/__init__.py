@@ -94,7 +94,7 @@ def run() -> None:
         e.show()
         sys.exit(e.exit_code)
     except PlatformError as e:
-        click.echo(f"error: {e.message}", err=True)
+        click.echo(f"error: {e.message} [{e.code}]", err=True)  # the Connect code, e.g. permission_denied
         sys.exit(1)
     except SystemExit:
         raise

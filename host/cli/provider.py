@@ -133,8 +133,8 @@ def warn_if_unregistered(platform, manager: str) -> None:
                    err=True)
 
 
-def probe_config(platform, manager: str, config: bytes) -> tuple[bool, float, str]:
-    """Build the manager from the config and probe it: (ok, milliseconds, reason)."""
+def probe_config(platform, manager: str, config: bytes) -> tuple[bool, float, str, PlatformError | None]:
+    """Build the manager from the config and probe it: (ok, milliseconds, reason, the error)."""
     started = time.perf_counter()
     try:
         km = platform.registry.build(manager, config)
@@ -143,16 +143,18 @@ def probe_config(platform, manager: str, config: bytes) -> tuple[bool, float, st
         finally:
             km.close()
     except PlatformError as e:
-        return False, (time.perf_counter() - started) * 1000, e.message
-    return True, (time.perf_counter() - started) * 1000, ""
+        return False, (time.perf_counter() - started) * 1000, e.message, e
+    return True, (time.perf_counter() - started) * 1000, "", None
 
 
 def _validate_or_fail(platform, manager: str, config: bytes, what: str) -> None:
-    ok, ms, reason = probe_config(platform, manager, config)
+    ok, ms, reason, error = probe_config(platform, manager, config)
     if ok:
         click.echo(f"ok: {what} validated with manager {manager!r} in {ms:.1f} ms", err=True)
         return
-    raise InvalidArgument(f"{what} failed validation with manager {manager!r} after {ms:.1f} ms: {reason}")
+    # The probe's own code says why (permission_denied, not_found, unavailable...).
+    raise InvalidArgument(f"{what} failed validation with manager {manager!r} ({error.code} after {ms:.1f} ms): "
+                          f"{reason}")
 
 
 config_option = click.option("--config", "-c", "--config-json", "config", metavar="JSON|@FILE|-",
@@ -277,14 +279,14 @@ def delete(platform, id_, force, as_json):
 def validate(platform, id_, name, manager, as_json):
     """Build the manager from a stored config and probe it (exit 1 when it fails)."""
     cfg = platform.store.providers.get(id=id_, name=name, manager=manager)
-    ok, ms, reason = probe_config(platform, cfg.manager, cfg.config_json)
+    ok, ms, reason, error = probe_config(platform, cfg.manager, cfg.config_json)
     if as_json:
         echo_json({"id": cfg.id, "manager": cfg.manager, "ok": ok, "latency_ms": round(ms, 3),
-                   **({} if ok else {"reason": reason})})
+                   **({} if ok else {"reason": reason, "code": error.code})})
     elif ok:
         click.echo(f"ok: provider config {cfg.name!r} (manager {cfg.manager!r}) answered in {ms:.1f} ms")
     if not ok:
         if not as_json:
             click.echo(f"error: provider config {cfg.name!r} (manager {cfg.manager!r}) failed after {ms:.1f} ms: "
-                       f"{reason}", err=True)
+                       f"{reason} [{error.code}]", err=True)
         sys.exit(1)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
 import re
 import threading
@@ -43,6 +44,14 @@ from km_pyembed import (DEBUG, CryptoError, DeadlineExceeded, InvalidArgument, M
 
 from .config import KEY_NAME_RE, KEY_VERSION_RE, AzureConfig, parse_config
 
+
+# azure-identity logs every failed token request as a WARNING through the
+# host's Python logging (outside the plugin's log channel): in a CLI that is a
+# stray second stderr line next to the one error the manager reports itself
+# (permission_denied). Keep the SDK's credential chatter to real errors.
+_identity_log = logging.getLogger("azure.identity")
+if _identity_log.level < logging.ERROR:
+    _identity_log.setLevel(logging.ERROR)
 
 _JWE_ALG, _JWE_ENC = "RSA-OAEP", "A256GCM"
 _CURVES = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
