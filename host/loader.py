@@ -95,10 +95,28 @@ def _read_elf_magic(path: str) -> None:
         raise _fail(path, "not a shared library (no ELF header); build the plugin with -shared")
 
 
+# One LoadedPlugin per library file and process: dlopen returns the same
+# handle for a file loaded twice, and km_host must stay valid while the
+# library is loaded, so km_plugin_init runs once per file.
+_loaded: dict[str, LoadedPlugin] = {}
+_loaded_lock = threading.Lock()
+_host_structs: list = []
+
+
 def load_plugin(path: str) -> LoadedPlugin:
-    """dlopen `path`, call km_plugin_init and validate the descriptor."""
-    display = path
+    """dlopen `path`, call km_plugin_init and validate the descriptor (once per file)."""
     _read_elf_magic(path)
+    key = os.path.realpath(path)
+    with _loaded_lock:
+        plugin = _loaded.get(key)
+        if plugin is None:
+            plugin = _load(path)
+            _loaded[key] = plugin
+        return plugin
+
+
+def _load(path: str) -> LoadedPlugin:
+    display = path
     try:
         lib = ffi.dlopen(os.path.abspath(path), _RTLD_NOW)
     except OSError as e:
@@ -118,6 +136,7 @@ def load_plugin(path: str) -> LoadedPlugin:
         "log": _log_from_plugin,
         "log_ctx": log_handle,
     })
+    _host_structs.append((host, log_handle))  # valid until unload, i.e. for the process, even if refused
     desc = init(host)
     if desc == ffi.NULL:
         raise _fail(display, "km_plugin_init returned NULL (the plugin refused to load; see its log output)")

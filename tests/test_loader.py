@@ -184,3 +184,10 @@ def test_cli_load_errors_are_one_line(build, tmp_path):
         assert r.returncode != 0
         assert why in r.stderr and bad in r.stderr
         assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_loading_a_file_twice_initializes_it_once(build):
+    path = str(build())
+    first = load_plugin(path)
+    assert load_plugin(path) is first
+    assert load_plugin(str(Path(path).parent / "." / Path(path).name)) is first
