@@ -8,14 +8,15 @@ fresh key held by that manager the KAS's active key, then round-trips a file.
     manager   modes                      real part behind it
     basic     local                      root key in the platform
     file-kek  provider                   KEK file config (C plugin)
-    pkcs11    provider, remote (RSA)     SoftHSM2 token
+    pkcs11    provider, remote (RSA, EC) SoftHSM2 token
     aws-kms   provider                   moto's KMS server
     vault     provider                   Vault transit emulator
     azure     provider, remote (RSA)     Key Vault emulator (HTTPS)
 
-Remote mode for EC keys needs the manager to do ECDH, which neither the
-pkcs11 nor the azure plugin offers (their remote mode is RSA-OAEP), so those
-cases are not listed.
+Remote mode for EC keys needs the manager to do ECDH (ABI v1: unwrap of the
+client's ephemeral key returns the shared secret): the pkcs11 plugin does it
+with CKM_ECDH1_DERIVE; Azure Key Vault has no ECDH operation, so azure's
+remote mode is RSA only.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ CASES = [
     ("basic", "local", "rsa:2048"), ("basic", "local", "ec:secp256r1"),
     ("file-kek", "provider", "rsa:2048"), ("file-kek", "provider", "ec:secp256r1"),
     ("pkcs11", "provider", "rsa:2048"), ("pkcs11", "provider", "ec:secp256r1"), ("pkcs11", "remote", "rsa:2048"),
+    ("pkcs11", "remote", "ec:secp256r1"),
     ("aws-kms", "provider", "rsa:2048"), ("aws-kms", "provider", "ec:secp256r1"),
     ("vault", "provider", "rsa:2048"), ("vault", "provider", "ec:secp256r1"),
     ("azure", "provider", "rsa:2048"), ("azure", "provider", "ec:secp256r1"), ("azure", "remote", "rsa:2048"),
@@ -54,13 +56,15 @@ def _pkcs11(tmp, stack):
     from tests.softhsm import SoftHSMUnavailable, create_token
 
     try:
-        token = create_token(tmp / "softhsm", label="tdf-kas", aes=["tdf-aes"], rsa=["tdf-rsa"])
+        token = create_token(tmp / "softhsm", label="tdf-kas", aes=["tdf-aes"], rsa=["tdf-rsa"],
+                             ec=["tdf-ec"])
     except SoftHSMUnavailable as e:
         pytest.fail(f"{e}: run `make sysdeps`")
     kp = start_kas_platform(tmp, [plugin("pkcs11")], env=token.env)  # only the subprocesses load SoftHSM
     kp.provider("hsm-aes", "pkcs11", token.config("tdf-aes"))
     kp.provider("hsm-rsa", "pkcs11", token.config("tdf-rsa"))
-    return kp, {"provider": "hsm-aes", "remote": "hsm-rsa"}, None
+    # a (provider, wrapping key id) pair picks another key of the same token
+    return kp, {"provider": "hsm-aes", "remote": "hsm-rsa", "remote:ec:secp256r1": ("hsm-rsa", "tdf-ec")}, None
 
 
 def _aws_kms(tmp, stack, moto):
@@ -144,7 +148,9 @@ def groups(tmp_path_factory, request):
 @pytest.mark.parametrize("manager, mode, algorithm", CASES, ids=[f"{m}-{mo}-{a}" for m, mo, a in CASES])
 def test_sdk_roundtrip(groups, manager, mode, algorithm):
     kp, providers, emulator = groups.get(manager)
-    active = kp.activate(algorithm, mode, provider=providers.get(mode))
+    choice = providers.get(f"{mode}:{algorithm}", providers.get(mode))
+    provider, wrapping_key_id = choice if isinstance(choice, tuple) else (choice, "")
+    active = kp.activate(algorithm, mode, provider=provider, wrapping_key_id=wrapping_key_id)
     seen_before = len(emulator.requests) if emulator is not None else 0
     data = os.urandom(4096) + f"{manager}/{mode}/{algorithm}\n".encode() * 100
     assert roundtrip(kp, algorithm, data) == data
