@@ -92,34 +92,43 @@ def _request(kas_public_pem: str):
 
 
 class _Server:
-    def __init__(self, workdir: Path, db: str, root_key_hex: str):
+    """`platform serve --workers 2`, or with floor=True the bare ASGI app (bench/asgi_floor.py)."""
+
+    def __init__(self, workdir: Path, db: str, root_key_hex: str, floor: bool = False):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.client_token = secrets.token_urlsafe(24)
+        self.floor = floor
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PLATFORM_", "PROMETHEUS_"))}
         env.update({"PLATFORM_STATE_DIR": str(workdir / "serve-state"), "PLATFORM_DB_URL": db,
                     "PLATFORM_ROOT_KEY": root_key_hex, "PLATFORM_CLIENT_TOKENS": self.client_token,
                     "PLATFORM_ADMIN_TOKENS": secrets.token_urlsafe(24)})
-        self.log_path = workdir / "serve.log"
+        self.log_path = workdir / ("floor.log" if floor else "serve.log")
         self._log = open(self.log_path, "wb")
-        cmd = [sys.executable, "-c", "from host.cli import run; run()", "serve", "--port", str(self.port),
-               "--workers", str(WORKERS)]
+        if floor:
+            cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1",
+                   "--port", str(self.port), "--workers", str(WORKERS), "--factory", "bench.asgi_floor:app_factory"]
+        else:
+            cmd = [sys.executable, "-c", "from host.cli import run; run()", "serve", "--port", str(self.port),
+                   "--workers", str(WORKERS)]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
-    def wait_ready(self, limit: float = 60.0) -> None:
+    def wait_ready(self, probe, limit: float = 60.0) -> None:
+        """Until probe(url) returns an httpx response with status 200."""
         import httpx
 
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise BenchSetupError(f"platform serve exited with {self.proc.returncode}: {self._tail()}")
+                raise BenchSetupError(f"{'floor app' if self.floor else 'platform serve'} exited with "
+                                      f"{self.proc.returncode}: {self._tail()}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                if probe(self.url).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise BenchSetupError(f"platform serve did not become ready in {limit:.0f}s: {self._tail()}")
+        raise BenchSetupError(f"the server did not become ready in {limit:.0f}s: {self._tail()}")
 
     def _tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-500:].replace("\n", " | ")
@@ -161,8 +170,9 @@ def _cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _wrk(url: str, body_file: Path, token: str, seconds: int, server_pids: list[int] | None = None) -> dict:
-    env = {**os.environ, "WRK_BODY_FILE": str(body_file), "WRK_CONTENT_TYPE": "application/proto", "WRK_TOKEN": token}
+def _wrk(url: str, body_file: Path, token: str, seconds: int, server_pids: list[int] | None = None,
+         content_type: str = "application/proto") -> dict:
+    env = {**os.environ, "WRK_BODY_FILE": str(body_file), "WRK_CONTENT_TYPE": content_type, "WRK_TOKEN": token}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_before = _cpu_seconds(server_pids or [])
     proc = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(LUA), url],
@@ -236,6 +246,13 @@ class _InProcess:
                 p.kill()
 
 
+def _post(url: str, path: str, body: bytes, content_type: str, token: str):
+    import httpx
+
+    return httpx.post(f"{url}{path}", content=body, timeout=30,
+                      headers={"content-type": content_type, "authorization": f"Bearer {token}"})
+
+
 def run(env, budget: Budget) -> list[Figure]:
     if shutil.which("wrk") is None:
         raise BenchSetupError("wrk is not installed (make sysdeps)")
@@ -245,57 +262,72 @@ def run(env, budget: Budget) -> list[Figure]:
     body, wrapped, client_pem = _request(kas_pem)
     body_file = workdir / "rewrap-request.bin"
     body_file.write_bytes(body)
+    floor_body = json.dumps({"kid": KID, "wrapped": wrapped.hex(), "client_public_key": client_pem}).encode()
+    floor_file = workdir / "floor-request.json"
+    floor_file.write_bytes(floor_body)
     server = _Server(workdir, db, env.root_key_hex)
+    floor = _Server(workdir, db, env.root_key_hex, floor=True)
     inproc = None
     try:
-        server.wait_ready()
-        import httpx
-
-        check = httpx.post(f"{server.url}/kas.AccessService/Rewrap", content=body, timeout=30,
-                           headers={"content-type": "application/proto",
-                                    "authorization": f"Bearer {server.client_token}"})
+        server.wait_ready(lambda url: __import__("httpx").get(f"{url}/readyz", timeout=2))
+        floor.wait_ready(lambda url: _post(url, "/", floor_body, "application/json", "bench"))
+        check = _post(server.url, "/kas.AccessService/Rewrap", body, "application/proto", server.client_token)
         if check.status_code != 200 or b"permit" not in check.content:
             raise BenchSetupError(f"the Rewrap request was refused: {check.status_code} {check.text[:300]}")
         inproc = _InProcess(db, env.root_key_hex, wrapped, client_pem)
-        _wrk(server.url, body_file, server.client_token, 1)  # warm both workers' caches
-        pids = _process_tree(server.proc.pid)
+        pids, floor_pids = _process_tree(server.proc.pid), _process_tree(floor.proc.pid)
+
+        def platform_run(seconds):
+            return _wrk(server.url, body_file, server.client_token, seconds, pids)
+
+        def floor_run(seconds):
+            return _wrk(floor.url, floor_file, "bench", seconds, floor_pids, content_type="application/json")
+
+        platform_run(1), floor_run(1)  # warm every worker's caches
         rounds = []
+        steps = [("http", platform_run), ("base", inproc.rate), ("floor", floor_run)]
         for r in range(budget.http_rounds):
-            if r % 2 == 0:
-                http = _wrk(server.url, body_file, server.client_token, budget.http_seconds, pids)
-                base = inproc.rate(budget.http_seconds)
-            else:
-                base = inproc.rate(budget.http_seconds)
-                http = _wrk(server.url, body_file, server.client_token, budget.http_seconds, pids)
-            if http["errors"] or http["bad"]:
-                raise BenchSetupError(f"wrk saw {http['errors']:.0f} errors and {http['bad']:.0f} non-permit "
-                                      f"responses of {http['requests']:.0f}")
-            rounds.append((http, base))
+            got = {}
+            for name, step in steps[r % 3:] + steps[:r % 3]:  # rotate the order round by round
+                got[name] = step(budget.http_seconds)
+            for name in ("http", "floor"):
+                if got[name]["errors"] or got[name]["bad"]:
+                    raise BenchSetupError(f"wrk ({name}) saw {got[name]['errors']:.0f} errors and "
+                                          f"{got[name]['bad']:.0f} non-permit responses of {got[name]['requests']:.0f}")
+            rounds.append(got)
     finally:
         if inproc is not None:
             inproc.stop()
         server.stop()
+        floor.stop()
 
-    ratio = statistics.median(h["rps"] / b for h, (b, _) in rounds)
-    rps = statistics.median(h["rps"] for h, _ in rounds)
-    base = statistics.median(b for _, (b, _) in rounds)
-    server_cpu = statistics.median(h["server_cpu_per_request"] for h, _ in rounds)
-    inproc_cpu = statistics.median(c for _, (_, c) in rounds)
-    p50 = statistics.median(h["p50_ms"] for h, _ in rounds)
-    p99 = statistics.median(h["p99_ms"] for h, _ in rounds)
-    wrk_cpu = statistics.median(h["cpu_seconds"] / h["seconds"] for h, _ in rounds)
+    def med(fn):
+        return statistics.median(fn(g) for g in rounds)
+
+    ratio = med(lambda g: g["http"]["rps"] / g["base"][0])
+    floor_ratio = med(lambda g: g["floor"]["rps"] / g["base"][0])
+    rps, floor_rps, base = med(lambda g: g["http"]["rps"]), med(lambda g: g["floor"]["rps"]), med(lambda g: g["base"][0])
+    server_cpu = med(lambda g: g["http"]["server_cpu_per_request"])
+    floor_cpu = med(lambda g: g["floor"]["server_cpu_per_request"])
+    inproc_cpu = med(lambda g: g["base"][1])
+    p50, p99 = med(lambda g: g["http"]["p50_ms"]), med(lambda g: g["http"]["p99_ms"])
+    wrk_cpu = med(lambda g: g["http"]["cpu_seconds"] / g["http"]["seconds"])
     return [
         Figure.ratio(f"HTTP Rewrap rsa:2048, {WORKERS} workers", ratio, "x in-process", TARGET,
                      note=f"{rps:,.0f} req/s over {CONNECTIONS} keep-alive connections vs in-process unwrap+rewrap "
                           f"{base:,.0f}/s on {WORKERS} processes",
                      http_per_s=round(rps, 1), inprocess_per_s=round(base, 1),
-                     ratio_rounds=[round(h["rps"] / b, 4) for h, (b, _) in rounds]),
+                     ratio_rounds=[round(g["http"]["rps"] / g["base"][0], 4) for g in rounds]),
         Figure("HTTP Rewrap CPU per request", server_cpu * 1e3, "ms",
                note=f"all server processes' CPU / requests; in-process unwrap+rewrap {inproc_cpu * 1e3:.3f} ms per "
                     f"operation (x{inproc_cpu / server_cpu:.3f}: the rate ratio an idle machine would give)",
                detail={"server_cpu_ms_per_request": round(server_cpu * 1e3, 4),
                        "inprocess_cpu_ms_per_op": round(inproc_cpu * 1e3, 4),
                        "cpu_efficiency": round(inproc_cpu / server_cpu, 4)}),
+        Figure("HTTP floor: bare ASGI app, same server", floor_ratio, "x in-process",
+               note=f"bench/asgi_floor.py on granian, {WORKERS} workers: {floor_rps:,.0f} req/s, "
+                    f"{floor_cpu * 1e3:.3f} ms CPU per request (no Connect, auth, token, binding, logs)",
+               detail={"floor_per_s": round(floor_rps, 1), "floor_cpu_ms_per_request": round(floor_cpu * 1e3, 4)}),
         Figure("HTTP Rewrap latency p50", p50, "ms", note=f"p99 {p99:.2f} ms at {CONNECTIONS} connections",
                detail={"p50_ms": p50, "p99_ms": p99}),
         Figure("HTTP Rewrap latency p99", p99, "ms"),
