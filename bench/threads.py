@@ -38,7 +38,7 @@ def _scaling(fn, budget: Budget, reference=None) -> dict:
     tool, no Python) runs in each round too. Medians over rounds."""
     fn()
     ratios, ones, many, refs = [], [], [], []
-    for r in range(max(3, budget.rounds // 2)):
+    for r in range(max(2, budget.rounds - 2)):
         if r % 2 == 0:
             one = threaded_rate(fn, 1, budget.thread_seconds)
             n = threaded_rate(fn, THREADS, budget.thread_seconds)

@@ -28,7 +28,7 @@ class Budget:
     smoke: bool = False
 
 
-FULL = Budget(rounds=7, sample_seconds=0.15, thread_seconds=0.6, memory_ops=100_000, http_seconds=5, http_rounds=3)
+FULL = Budget(rounds=7, sample_seconds=0.15, thread_seconds=0.5, memory_ops=100_000, http_seconds=5, http_rounds=3)
 SMOKE = Budget(rounds=2, sample_seconds=0.01, thread_seconds=0.05, memory_ops=2_000, http_seconds=1, http_rounds=1,
                smoke=True)
 
