@@ -73,6 +73,9 @@ class Call:
     identity: Any = None
     deadline: float | None = None   # time.monotonic() value
     headers: dict[str, str] = field(default_factory=dict)
+    # The call's one log line: a handler may name it (e.g. "rewrap") and add outcome fields.
+    log_event: str = "rpc"
+    log_fields: dict | None = None
 
     def context(self) -> CallContext:
         """The CallContext passed down to the key service and plugins."""
@@ -166,7 +169,8 @@ class ConnectApp:
         elapsed = time.perf_counter() - started
         metrics.observe_rpc(label, code, elapsed)
         logs.access(request_id=request_id, method=scope.get("method", ""), path=_clip(path), code=code,
-                    seconds=elapsed, identity=getattr(call.identity, "subject", None))
+                    seconds=elapsed, identity=getattr(call.identity, "subject", None),
+                    event=call.log_event, fields=call.log_fields)
 
     async def _read_request(self, proc: Procedure, scope, receive, headers: dict[str, str], call: Call):
         method = scope.get("method", "")

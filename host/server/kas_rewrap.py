@@ -14,7 +14,6 @@ from anyio import to_thread
 
 from host.kas import wellknown
 from host.kas.rewrap import STATUS_PERMIT, Caller, Rewrapper
-from host.server import logs
 from host.server.connect import Call, procedures_for
 from host.server.protos import kas_pb2
 
@@ -57,9 +56,11 @@ class RewrapHandler:
         single = [r for p in result.responses for r in p.results]
         if len(single) == 1 and single[0].status == STATUS_PERMIT:  # v1 clients read entity_wrapped_key
             resp.entity_wrapped_key = single[0].wrapped_key
-        logs.info("rewrap", request_id=call.request_id, permitted=permitted, failed=failed,
-                  request_token=result.signer,
-                  errors=sorted({r.error.split(":", 1)[0] for p in result.responses for r in p.results if r.error}))
+        # the outcome goes into the call's one access line (see host.server.logs.access)
+        call.log_event = "rewrap"
+        call.log_fields = {"permitted": permitted, "failed": failed, "request_token": result.signer,
+                           "errors": sorted({r.error.split(":", 1)[0] for p in result.responses
+                                             for r in p.results if r.error})}
         return resp
 
 

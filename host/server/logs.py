@@ -4,6 +4,13 @@ Every line carries the request id when there is one. Nothing here ever logs
 a token, a request body, config_json or key material: callers pass only the
 fields below, and unexpected exceptions are logged by type and location
 (file:line), not by message, since messages may echo input.
+
+Each RPC writes exactly one line at info (`access`): msg "rpc" with method,
+path, Connect code, duration and identity, or for a Rewrap that reached its
+handler msg "rewrap" with the same fields plus the outcome (permitted/failed
+objects, how the request token was verified, the error codes). That line is
+the KAS audit trail, so it stays at info for successes too; it is built
+without a caller lookup and costs ~10 us.
 """
 
 from __future__ import annotations
@@ -20,9 +27,19 @@ _log = logging.getLogger(LOGGER_NAME)
 
 
 class JsonFormatter(logging.Formatter):
+    _second = -1
+    _second_text = ""
+
+    def _timestamp(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second:  # strftime once per second, not once per line
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._second_text}.{int(record.msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         doc = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": self._timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -55,14 +72,20 @@ def warning(msg: str, **fields) -> None:
     _log.warning(msg, extra={"fields": fields})
 
 
-def access(*, request_id: str, method: str, path: str, code: str, seconds: float, identity: str | None) -> None:
+def access(*, request_id: str, method: str, path: str, code: str, seconds: float, identity: str | None,
+           event: str = "rpc", fields: dict | None = None) -> None:
+    """The one line per RPC: `event` "rpc", or what the handler named it ("rewrap") with its own `fields`."""
     if not _log.isEnabledFor(logging.INFO):
         return
-    fields = {"request_id": request_id, "http_method": method, "path": path, "code": code,
-              "duration_ms": round(seconds * 1000, 3)}
+    doc = {"request_id": request_id, "http_method": method, "path": path, "code": code,
+           "duration_ms": round(seconds * 1000, 3)}
     if identity:
-        fields["identity"] = identity
-    _log.info("rpc", extra={"fields": fields})
+        doc["identity"] = identity
+    if fields:
+        doc.update(fields)
+    # once per request: build the record directly (no caller lookup, which walks the stack)
+    record = _log.makeRecord(LOGGER_NAME, logging.INFO, __file__, 0, event, (), None, extra={"fields": doc})
+    _log.handle(record)
 
 
 def unexpected(exc: BaseException, **fields) -> None:
