@@ -89,6 +89,14 @@ class PolicyResult:
     results: list[KaoResult] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A request that passed the checks needing no key (Rewrapper.prepare)."""
+    requests: list[dict]
+    client: "_ClientKey"
+    signer: str                        # how the request token was verified
+
+
 @dataclass
 class RewrapResult:
     responses: list[PolicyResult]
@@ -143,17 +151,46 @@ class Rewrapper:
 
     # ---- the operation ------------------------------------------------------
     def rewrap(self, signed_request_token: str, caller: Caller, ctx=None) -> RewrapResult:
+        return self.finish(self.prepare(signed_request_token, caller), caller, ctx)
+
+    def prepare(self, signed_request_token: str, caller: Caller) -> "Prepared":
+        """The request checks that need no key: DPoP proof, request token, body, client key (CPU only)."""
         jkt = bound_jkt(caller.access_token)
         dpop_key = self.verifier.dpop_key(caller.dpop_proof, access_token=caller.access_token, path=caller.path,
                                           host=caller.host, bound_jkt=jkt)
         verified = self.verifier.verify(signed_request_token, dpop_key)
         body = verified.body
         client = _ClientKey(body.get("clientPublicKey"))
-        requests = _requests(body)
-        responses = [self._policy(req, client, caller, ctx) for req in requests]
-        return RewrapResult(responses, client.session_public_pem, verified.signer)
+        return Prepared(_requests(body), client, verified.signer)
 
-    def _policy(self, req: dict, client: _ClientKey, caller: Caller, ctx) -> PolicyResult:
+    def finish(self, prepared: "Prepared", caller: Caller, ctx=None, keys: dict | None = None) -> RewrapResult:
+        """Per policy and key access object: decision, unwrap, binding check, rewrap to the client.
+        `keys` (kid -> KasKey, from warm_keys) serves those kids without a lookup."""
+        responses = [self._policy(req, prepared.client, caller, ctx, keys) for req in prepared.requests]
+        return RewrapResult(responses, prepared.client.session_public_pem, prepared.signer)
+
+    def warm_keys(self, prepared: "Prepared") -> dict | None:
+        """kid -> KasKey when `finish` can run without any I/O (no database query, no manager
+        call, no custom decision hook): every object a standard TDF naming a kid whose key is
+        local or provider mode with a warm private key. None otherwise, and for anything
+        unusual (its errors are reported by `finish`, wherever it runs)."""
+        if self.decide is not decisions.allow_authenticated or self._kas_id is None:
+            return None
+        keys = {}
+        for req in prepared.requests:
+            for item in req["keyAccessObjects"]:
+                kao = item.get("keyAccessObject") if isinstance(item, dict) else None
+                kid = kao.get("kid") if isinstance(kao, dict) else None
+                if not isinstance(kid, str) or not kid or len(kid) > 256 or kao.get("header"):
+                    return None
+                if kid not in keys:
+                    key = self.keys.unwrap_path.ready(kid, self._kas_id)
+                    if key is None:
+                        return None
+                    keys[kid] = key
+        return keys
+
+    def _policy(self, req: dict, client: _ClientKey, caller: Caller, ctx, keys: dict | None = None) -> PolicyResult:
         policy = req.get("policy") if isinstance(req.get("policy"), dict) else {}
         policy_id = policy.get("id") if isinstance(policy.get("id"), str) else ""
         out = PolicyResult(policy_id)
@@ -188,7 +225,7 @@ class Rewrapper:
                 if kao.get("header"):
                     dek, salt = self._nano_dek(kao, ctx), nanotdf.NANO_SALT
                 else:
-                    dek, salt = self._tdf_dek(kao, policy_body, ctx), crypto.TDF_SALT
+                    dek, salt = self._tdf_dek(kao, policy_body, ctx, keys), crypto.TDF_SALT
                 out.results.append(KaoResult(kao_id, STATUS_PERMIT, client.seal(dek, salt)))
             except errors.PlatformError as e:
                 out.results.append(_failed(kao_id, e))
@@ -199,7 +236,7 @@ class Rewrapper:
         return out
 
     # ---- standard TDF --------------------------------------------------------
-    def _tdf_dek(self, kao: dict, policy_body, ctx) -> bytes:
+    def _tdf_dek(self, kao: dict, policy_body, ctx, keys: dict | None = None) -> bytes:
         kind = kao.get("type", "wrapped")
         if kind not in ("wrapped", "ec-wrapped"):
             raise errors.InvalidArgument(f"key access object type must be wrapped or ec-wrapped, got {str(kind)[:32]!r}")
@@ -216,7 +253,10 @@ class Rewrapper:
             ephemeral = kao.get("ephemeralPublicKey")
             if not isinstance(ephemeral, str) or not ephemeral.strip():
                 raise errors.InvalidArgument("an ec-wrapped key access object needs ephemeralPublicKey (PEM)")
-        key = self._key(kao.get("kid"), ephemeral_hint=ephemeral)
+        kid = kao.get("kid")
+        key = keys.get(kid) if keys and isinstance(kid, str) else None
+        if key is None:
+            key = self._key(kid, ephemeral_hint=ephemeral)
         if crypto.is_ec(key.algorithm) != (kind == "ec-wrapped"):
             raise errors.InvalidArgument(f"key {key.key_id!r} is {key.algorithm}: key access object type {kind} "
                                          "does not fit it")

@@ -39,6 +39,13 @@ class BoundedCache:
         self._miss_counter.inc()
         return None
 
+    def peek(self, key: Hashable, margin: float = 0.0) -> Any | None:
+        """The value when present and not expiring within `margin` seconds; not a lookup (no hit/miss counted)."""
+        entry = self._data.get(key)
+        if entry is not None and (entry[0] == 0.0 or entry[0] > self._clock() + margin):
+            return entry[1]
+        return None
+
     def put(self, key: Hashable, value: Any, ttl: float | None = None) -> None:
         ttl = self.ttl if ttl is None else ttl
         expires = 0.0 if not ttl else self._clock() + ttl

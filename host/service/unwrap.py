@@ -69,6 +69,27 @@ class UnwrapPath:
         except errors.NotFound:
             return True
 
+    def ready(self, kid: str, kas_id: str | None = None, margin: float = 0.05):
+        """The key for `kid` when unwrapping with it needs no I/O now and for `margin` more seconds
+        (lookup cached and no revision check due, local/provider mode, private key cached), else None.
+
+        For callers that run warm unwraps inline (an event loop) and everything else on a
+        thread: a look at the caches, not a lookup (no hit/miss counted). `margin` covers the
+        time until the caller's unwrap (well under a millisecond); it is also the share of a
+        revision-check period (2 s) during which such callers fall back to their thread.
+        """
+        entry = self.keys.peek((kas_id, kid))
+        if entry is None:
+            return None
+        key, check_at = entry
+        if key.mode not in ("local", "provider"):
+            return None
+        if key.provider_config is not None and time.monotonic() + margin >= check_at:
+            return None  # a revision check (database query) is due
+        if self.private_keys.peek(key.id, margin) is None:
+            return None
+        return key
+
     def forget(self, kid: str | None = None) -> None:
         """Drop cached lookups (after this process rotates or edits keys)."""
         self.keys.clear()
