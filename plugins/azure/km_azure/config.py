@@ -25,13 +25,11 @@ Errors name the field, never its value.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from km_pyembed import InvalidArgument
+from km_pyembed.config import ConfigReader
 
 KEY_NAME_RE = re.compile(r"^[0-9A-Za-z-]{1,127}$")
 KEY_VERSION_RE = re.compile(r"^[0-9A-Za-z]{1,64}$")
@@ -57,87 +55,37 @@ class AzureConfig:
         return [self.client_secret] if self.client_secret else []
 
 
-def _err(message: str) -> InvalidArgument:
-    return InvalidArgument(f"azure config: {message}")
-
-
-def _string(doc: dict, name: str, required: bool = False) -> str | None:
-    value = doc.get(name)
-    if value is None:
-        if required:
-            raise _err(f"missing required field '{name}'")
-        return None
-    if not isinstance(value, str):
-        raise _err(f"field '{name}' must be a string")
-    value = value.strip()
-    if not value:
-        if required:
-            raise _err(f"field '{name}' must not be empty")
-        return None
-    return value
-
-
-def _bool(doc: dict, name: str, default: bool) -> bool:
-    value = doc.get(name, default)
-    if not isinstance(value, bool):
-        raise _err(f"field '{name}' must be true or false")
-    return value
-
-
-def _https_origin(value: str, name: str, example: str) -> str:
+def _https_origin(cfg: ConfigReader, value: str, name: str, example: str) -> str:
     if "://" not in value and name == "authority_host":
         value = "https://" + value
-    parts = urlsplit(value)
-    try:
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:
-        port_ok = False
-    if parts.scheme != "https" or not parts.hostname or not port_ok or parts.path.strip("/") \
-            or parts.query or parts.fragment or parts.username or parts.password:
-        raise _err(f"field '{name}' must be an https URL such as {example}")
-    return f"https://{parts.netloc}"
+    cfg.check_url(name, value, ("https",), example, allow_path=False)
+    return f"https://{urlsplit(value).netloc}"
 
 
 def parse_config(config: dict | bytes | str) -> AzureConfig:
-    if isinstance(config, (bytes, str)):
-        try:
-            config = json.loads(config)
-        except (ValueError, UnicodeDecodeError):
-            raise _err("config_json is not valid JSON") from None
-    if not isinstance(config, dict):
-        raise _err("config_json must be a JSON object")
-    unknown = sorted(set(config) - _FIELDS)
-    if unknown:
-        raise _err(f"unknown field '{unknown[0]}' (known: {', '.join(sorted(_FIELDS))})")
-
-    vault_url = _https_origin(_string(config, "vault_url", required=True), "vault_url",
+    cfg = ConfigReader("azure", config, _FIELDS)
+    vault_url = _https_origin(cfg, cfg.string("vault_url", required=True), "vault_url",
                               "https://myvault.vault.azure.net/") + "/"
-    key_name = _string(config, "key_name", required=True)
+    key_name = cfg.string("key_name", required=True)
     if not KEY_NAME_RE.match(key_name):
-        raise _err("field 'key_name' must be a Key Vault key name (1-127 letters, digits and '-')")
+        raise cfg.error("field 'key_name' must be a Key Vault key name (1-127 letters, digits and '-')")
 
-    tenant_id = _string(config, "tenant_id")
+    tenant_id = cfg.string("tenant_id")
     if tenant_id is not None and not _TENANT_RE.match(tenant_id):
-        raise _err("field 'tenant_id' must be a tenant id (GUID) or domain")
-    client_id = _string(config, "client_id")
-    client_secret = _string(config, "client_secret")
+        raise cfg.error("field 'tenant_id' must be a tenant id (GUID) or domain")
+    client_id = cfg.string("client_id")
+    client_secret = cfg.string("client_secret")
     if client_secret is not None and (tenant_id is None or client_id is None):
-        raise _err("'client_secret' needs 'tenant_id' and 'client_id' (service principal login)")
+        raise cfg.error("'client_secret' needs 'tenant_id' and 'client_id' (service principal login)")
 
-    authority = _string(config, "authority_host")
+    authority = cfg.string("authority_host")
     if authority is not None:
-        authority = _https_origin(authority, "authority_host", "https://login.microsoftonline.com")
-
-    ca_cert = _string(config, "ca_cert")
-    if ca_cert is not None and not os.path.isfile(ca_cert):
-        raise _err("field 'ca_cert' must be the path of a readable PEM file")
-
-    timeout = config.get("timeout", 10.0)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 300:
-        raise _err("field 'timeout' must be a number of seconds in (0, 300]")
+        authority = _https_origin(cfg, authority, "authority_host", "https://login.microsoftonline.com")
+    ca_cert = cfg.pem_file("ca_cert")
+    timeout = cfg.seconds("timeout", 10.0)
 
     return AzureConfig(vault_url=vault_url, key_name=key_name, tenant_id=tenant_id, client_id=client_id,
                        client_secret=client_secret, authority_host=authority,
-                       disable_instance_discovery=_bool(config, "disable_instance_discovery", False),
-                       verify_challenge_resource=_bool(config, "verify_challenge_resource", True),
-                       ca_cert=ca_cert, timeout=float(timeout))
+                       disable_instance_discovery=cfg.boolean("disable_instance_discovery", False),
+                       verify_challenge_resource=cfg.boolean("verify_challenge_resource", True),
+                       ca_cert=ca_cert, timeout=timeout)
