@@ -35,10 +35,20 @@ CACHE_EVENTS = Counter(
     "platform_cache_events_total", "Cache lookups, by cache and result (hit/miss)", ["cache", "result"])
 
 
+# (method, code) -> the bound counter and histogram children: labels() costs a lock and
+# tuple work per call, and the label sets are bounded (known procedures or a fixed label,
+# Connect codes).
+_rpc_children: dict[tuple[str, str], tuple] = {}
+
+
 def observe_rpc(method: str, code: str, seconds: float) -> None:
     """One RPC finished: `method` is "/pkg.Service/Method" (or a fixed label), `code` "ok" or a Connect code."""
-    RPC_REQUESTS.labels(method, code).inc()
-    RPC_LATENCY.labels(method).observe(seconds)
+    children = _rpc_children.get((method, code))
+    if children is None:
+        children = _rpc_children.setdefault((method, code), (RPC_REQUESTS.labels(method, code),
+                                                             RPC_LATENCY.labels(method)))
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def observe_manager_call(manager: str, op: str, status: str, seconds: float) -> None:

@@ -52,7 +52,9 @@ class StaticTokens:
     """Bearer tokens held only as SHA-256 digests."""
 
     def __init__(self, admin: list[str], client: list[str]):
-        self._entries = [(_digest(t), ADMIN) for t in admin] + [(_digest(t), CLIENT) for t in client]
+        # (digest, the identity it stands for): built once, handed out on every match
+        self._entries = [(d, _token_identity(d, ADMIN)) for d in map(_digest, admin)] + \
+                        [(d, _token_identity(d, CLIENT)) for d in map(_digest, client)]
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -60,14 +62,15 @@ class StaticTokens:
     def match(self, token: str) -> Identity | None:
         presented = _digest(token)
         found = None
-        for digest, role in self._entries:  # no early exit: same work whether or not it matches
+        for digest, identity in self._entries:  # no early exit: same work whether or not it matches
             if hmac.compare_digest(presented, digest) and found is None:
-                found = (digest, role)
-        if found is None:
-            return None
-        digest, role = found
-        roles = frozenset({ADMIN, CLIENT}) if role == ADMIN else frozenset({CLIENT})
-        return Identity(subject=f"token:{digest.hex()[:8]}", roles=roles)
+                found = identity
+        return found
+
+
+def _token_identity(digest: bytes, role: str) -> Identity:
+    roles = frozenset({ADMIN, CLIENT}) if role == ADMIN else frozenset({CLIENT})
+    return Identity(subject=f"token:{digest.hex()[:8]}", roles=roles)
 
 
 @dataclass(frozen=True)

@@ -384,6 +384,8 @@ def _headers(scope) -> dict[str, str]:
 
 
 def _clip(text: str, n: int = 120) -> str:
+    if len(text) <= n and text.isprintable():  # the common case, without a per-character pass
+        return text
     text = "".join(c if c.isprintable() else "?" for c in text)
     return text if len(text) <= n else text[: n - 3] + "..."
 

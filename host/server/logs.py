@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import os
 import time
 import traceback
-import uuid
 
 LOGGER_NAME = "platform.server"
 _log = logging.getLogger(LOGGER_NAME)
@@ -61,7 +61,7 @@ def configure(verbosity: int = 0, stream=None) -> None:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex[:16]
+    return os.urandom(8).hex()  # 16 hex digits
 
 
 def info(msg: str, **fields) -> None:
