@@ -107,13 +107,17 @@ class RewrapResult:
 class _ClientKey:
     """The client's public key and how a DEK is sealed to it."""
 
-    def __init__(self, pem):
+    def __init__(self, pem, parsed=None):
+        """`parsed`: the key `pem` already loaded to (by the request-token check), if it was."""
         if not isinstance(pem, str) or not pem.strip():
             raise errors.InvalidArgument("requestBody.clientPublicKey is required (a PEM public key)")
-        try:
-            self.key = serialization.load_pem_public_key(pem.encode())
-        except (ValueError, TypeError):
-            raise errors.InvalidArgument("requestBody.clientPublicKey does not parse as a PEM public key") from None
+        if parsed is not None:
+            self.key = parsed
+        else:
+            try:
+                self.key = serialization.load_pem_public_key(pem.encode())
+            except (ValueError, TypeError):
+                raise errors.InvalidArgument("requestBody.clientPublicKey does not parse as a PEM public key") from None
         if isinstance(self.key, rsa.RSAPublicKey):
             if self.key.key_size < 2048:
                 raise errors.InvalidArgument("requestBody.clientPublicKey: RSA keys must have at least 2048 bits")
@@ -160,7 +164,7 @@ class Rewrapper:
                                           host=caller.host, bound_jkt=jkt)
         verified = self.verifier.verify(signed_request_token, dpop_key)
         body = verified.body
-        client = _ClientKey(body.get("clientPublicKey"))
+        client = _ClientKey(body.get("clientPublicKey"), verified.client_key)
         return Prepared(_requests(body), client, verified.signer)
 
     def finish(self, prepared: "Prepared", caller: Caller, ctx=None, keys: dict | None = None) -> RewrapResult:
@@ -209,7 +213,8 @@ class Rewrapper:
         try:
             allowed = self.decide(decisions.DecisionRequest(
                 subject=caller.subject, roles=caller.roles, policy_id=policy_id,
-                policy=_policy_json(policy_body, headers),
+                # the default hook never reads the policy: no need to decode it for that one
+                policy=None if self.decide is decisions.allow_authenticated else _policy_json(policy_body, headers),
                 key_ids=tuple(str(_kao(item).get("kid", "")) for _, item in entries if isinstance(item, dict)),
                 container="nanotdf" if nano else "ztdf"))
             denial = None if allowed else errors.PermissionDenied("access denied by the access decision for this policy")

@@ -50,6 +50,7 @@ MAX_PROOF_BYTES = 8 * 1024
 class VerifiedRequest:
     body: dict          # the parsed requestBody
     signer: str         # "dpop" | "client-key" | "unverified"
+    client_key: object = None   # body's clientPublicKey when it was parsed here (reused by the caller)
 
 
 def b64url(data: bytes) -> str:
@@ -164,10 +165,10 @@ class SrtVerifier:
         body = _request_body(claims)
         client_key = _client_key(body.get("clientPublicKey"))
         if client_key is not None and jws.signed_by(client_key, alg) and _registered_claims_valid(claims):
-            return VerifiedRequest(body, "client-key")
+            return VerifiedRequest(body, "client-key", client_key)
         if self.require_signature:
             raise Unauthenticated("signed_request_token does not verify with a DPoP key or the client public key")
-        return VerifiedRequest(body, "unverified")
+        return VerifiedRequest(body, "unverified", client_key)
 
 
 # ---- JWS compact serialization -------------------------------------------------
