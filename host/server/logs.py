@@ -30,22 +30,20 @@ class JsonFormatter(logging.Formatter):
     _second = -1
     _second_text = ""
 
-    def _timestamp(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
+    def line(self, created: float, level: str, logger: str, msg: str, fields: dict | None) -> str:
+        second = int(created)
         if second != self._second:  # strftime once per second, not once per line
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = second
-        return f"{self._second_text}.{int(record.msecs):03d}Z"
+        doc = {"ts": f"{self._second_text}.{int((created - second) * 1000):03d}Z", "level": level,
+               "logger": logger, "msg": msg}
+        if fields:
+            doc.update(fields)
+        return json.dumps(doc, separators=(",", ":"), default=str)
 
     def format(self, record: logging.LogRecord) -> str:
-        doc = {
-            "ts": self._timestamp(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        doc.update(getattr(record, "fields", {}))
-        return json.dumps(doc, separators=(",", ":"), default=str)
+        return self.line(record.created, record.levelname.lower(), record.name, record.getMessage(),
+                         getattr(record, "fields", None))
 
 
 def configure(verbosity: int = 0, stream=None) -> None:
@@ -75,7 +73,7 @@ def warning(msg: str, **fields) -> None:
 def access(*, request_id: str, method: str, path: str, code: str, seconds: float, identity: str | None,
            event: str = "rpc", fields: dict | None = None) -> None:
     """The one line per RPC: `event` "rpc", or what the handler named it ("rewrap") with its own `fields`."""
-    if not _log.isEnabledFor(logging.INFO):
+    if _log.disabled or not _log.isEnabledFor(logging.INFO):
         return
     doc = {"request_id": request_id, "http_method": method, "path": path, "code": code,
            "duration_ms": round(seconds * 1000, 3)}
@@ -83,9 +81,37 @@ def access(*, request_id: str, method: str, path: str, code: str, seconds: float
         doc["identity"] = identity
     if fields:
         doc.update(fields)
-    # once per request: build the record directly (no caller lookup, which walks the stack)
+    handler = _direct_handler()
+    if handler is not None:
+        # Once per request, so the line is written the way the handler would write it, without
+        # building a LogRecord (caller lookup, thread and process names) on the way.
+        text = handler.formatter.line(time.time(), "info", LOGGER_NAME, event, doc) + handler.terminator
+        handler.acquire()
+        try:
+            handler.stream.write(text)
+            handler.stream.flush()
+            return
+        except Exception:
+            pass  # let logging's own path write it or report why it cannot
+        finally:
+            handler.release()
     record = _log.makeRecord(LOGGER_NAME, logging.INFO, __file__, 0, event, (), None, extra={"fields": doc})
     _log.handle(record)
+
+
+def _direct_handler() -> logging.StreamHandler | None:
+    """The JSON handler `configure` installed, when an info line from the server logger reaches
+    that handler and nothing else (no other handlers, no filters); else None."""
+    parent = _log.parent
+    if _log.handlers or _log.filters or not _log.propagate or parent is None or parent.name != "platform":
+        return None
+    if parent.filters or parent.propagate or len(parent.handlers) != 1:
+        return None
+    handler = parent.handlers[0]
+    if (type(handler) is not logging.StreamHandler or type(handler.formatter) is not JsonFormatter
+            or handler.filters or handler.level > logging.INFO):
+        return None
+    return handler
 
 
 def unexpected(exc: BaseException, **fields) -> None:
