@@ -6,6 +6,10 @@ Credentials come from the environment (see host.server.auth). The database,
 plugins and root key are checked once before listening, so configuration
 errors are one line and the exit status is 1; then each worker process builds
 its own Platform.
+
+On granian the app is served through RSGI (host.server.rsgi adapts it to the
+same ASGI callable uvicorn runs); PLATFORM_GRANIAN_INTERFACE=asgi selects
+granian's ASGI interface instead. The event loop is uvloop when installed.
 """
 
 from __future__ import annotations
@@ -18,6 +22,15 @@ import click
 from host.cli import main
 
 DEFAULT_SERVER = "granian"
+
+
+def _event_loop() -> str:
+    """"uvloop" when it is importable (less CPU per request on the loop), else "asyncio"."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
 
 
 @main.command("serve")
@@ -46,16 +59,25 @@ def serve(platform, host, port, workers, server_impl):
     preflight.warm_up()
     platform.close()
 
-    logs.info("listening", url=f"http://{host}:{port}", workers=workers, server=server_impl)
+    loop = _event_loop()
     target = "host.server.app:app_from_env"
     if server_impl == "granian":
         from granian import Granian
-        from granian.constants import HTTPModes, Interfaces
+        from granian.constants import HTTPModes, Interfaces, Loops
 
-        Granian(target, address=host, port=port, interface=Interfaces.ASGI, workers=workers, factory=True,
-                log_access=False, log_level="warning", backlog=1024, http=HTTPModes.http1).serve()
+        # RSGI: less of granian's per-request glue than ASGI; the app serves both (host.server.rsgi).
+        interface = Interfaces.ASGI if os.environ.get("PLATFORM_GRANIAN_INTERFACE") == "asgi" else Interfaces.RSGI
+        logs.info("listening", url=f"http://{host}:{port}", workers=workers, server=server_impl, loop=loop,
+                  interface=interface.value)
+
+        Granian(target, address=host, port=port, interface=interface, workers=workers, factory=True,
+                log_access=False, log_level="warning", backlog=1024, http=HTTPModes.http1,
+                loop=Loops(loop)).serve()
     else:
         import uvicorn
 
+        logs.info("listening", url=f"http://{host}:{port}", workers=workers, server=server_impl, loop=loop,
+                  interface="asgi")
+
         uvicorn.run(target, factory=True, host=host, port=port, workers=workers, lifespan="on",
-                    log_level="warning", access_log=False, server_header=False)
+                    log_level="warning", access_log=False, server_header=False, loop=loop)

@@ -25,7 +25,7 @@ from anyio import to_thread
 from host import metrics
 from host.app import Platform, Settings
 from host.errors import FailedPrecondition, InvalidArgument, PlatformError
-from host.server import auth, kas, kas_rewrap, kasregistry, keymanagement, logs
+from host.server import auth, kas, kas_rewrap, kasregistry, keymanagement, logs, rsgi
 from host.server.connect import DEFAULT_MAX_BODY_BYTES, ConnectApp, RpcError, _as_rpc_error
 from host.server.protos import kas_pb2  # noqa: F401  (the shim must load before handlers)
 
@@ -70,6 +70,17 @@ class PlatformApp:
         if self.connect.handles(path):
             return await self.connect(scope, receive, send)
         return await _json(send, 404, {"code": "not_found", "message": "not found"})
+
+    # granian's RSGI interface (`platform serve` on granian): the same app behind a thin adapter.
+    def __rsgi_init__(self, loop) -> None:
+        self.warm_up()
+
+    def __rsgi_del__(self, loop) -> None:
+        self.platform.close()
+
+    async def __rsgi__(self, scope, protocol) -> None:
+        if scope.proto == "http":
+            await rsgi.serve_http(self, scope, protocol)
 
     async def _lifespan(self, receive, send) -> None:
         while True:
@@ -176,7 +187,7 @@ def settings_to_env(settings: Settings) -> str:
 
 
 def app_from_env() -> PlatformApp:
-    """ASGI app factory for worker processes (uvicorn/granian `factory=True`)."""
+    """App factory for worker processes (uvicorn ASGI / granian RSGI, `factory=True`)."""
     doc = json.loads(os.environ.get(SETTINGS_ENV) or "{}")
     settings = Settings(plugin_paths=tuple(doc.get("plugin_paths") or ()), db_url=doc.get("db_url"),
                         root_key_file=doc.get("root_key_file"), verbosity=int(doc.get("verbosity") or 0),
