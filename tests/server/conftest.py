@@ -57,6 +57,15 @@ class Server:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_log(self, *needles: str, timeout: float = 10.0) -> str:
+        """The log once it holds every needle: access lines are written after the response is sent."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.log_text()
+            if all(n in text for n in needles) or time.monotonic() > deadline:
+                return text
+            time.sleep(0.02)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()

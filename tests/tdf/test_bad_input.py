@@ -152,7 +152,7 @@ def test_tampered_nanotdf_binding_is_permission_denied(basic_kas):
             decrypt_nano(sdk, basic_kas, bytes(nano))
     finally:
         sdk.close()
-    assert "permission_denied" in basic_kas.server.log_text()
+    assert "permission_denied" in basic_kas.server.wait_for_log("permission_denied")
 
 
 def test_unknown_kid_is_not_found(basic_kas):
