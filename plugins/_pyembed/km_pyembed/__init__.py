@@ -80,3 +80,12 @@ class Deadline:
     def check(self, what: str = "call") -> None:
         if self.expired():
             raise DeadlineExceeded(f"{what}: deadline exceeded")
+
+    def left(self, what: str = "call") -> float | None:
+        """Seconds left for an SDK timeout (None: no deadline); DeadlineExceeded once passed."""
+        if self.at is None:
+            return None
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceeded(f"{what}: the call's deadline passed")
+        return left

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from km_pyembed import (DEBUG, CryptoError, DeadlineExceeded, InvalidArgument, ManagerError, NotFound,
+from km_pyembed import (DEBUG, CryptoError, Deadline, DeadlineExceeded, InvalidArgument, ManagerError, NotFound,
                         PermissionDenied, Unavailable, log)
 
 from .config import KEY_NAME_RE, KEY_VERSION_RE, AzureConfig, parse_config
@@ -105,7 +105,7 @@ class AzureKeyVaultManager:
     # ---- the manager protocol ---------------------------------------------
     def wrap(self, key_id: str, plain: bytes, timeout: float | None = None) -> bytes:
         name, version = self._key_ref(key_id)
-        deadline = _deadline(timeout)
+        deadline = Deadline(timeout)
         key = self._get_key(name, version, deadline)
         header = _b64url(json.dumps({"alg": _JWE_ALG, "enc": _JWE_ENC, "kid": key.id},
                                     separators=(",", ":")).encode())
@@ -120,7 +120,7 @@ class AzureKeyVaultManager:
 
     def unwrap(self, key_id: str, wrapped: bytes, timeout: float | None = None) -> bytes:
         name, version = self._key_ref(key_id)
-        deadline = _deadline(timeout)
+        deadline = Deadline(timeout)
         wrapped = bytes(wrapped)
         jwe = _parse_jwe(wrapped)
         if jwe is None:
@@ -140,14 +140,14 @@ class AzureKeyVaultManager:
 
     def public_key(self, key_id: str, timeout: float | None = None) -> str:
         name, version = self._key_ref(key_id)
-        key = self._get_key(name, version, _deadline(timeout))
+        key = self._get_key(name, version, Deadline(timeout))
         return _jwk_to_pem(name, key)
 
     def probe(self, timeout: float | None = None) -> None:
         """Credentials work and the default key can wrap and unwrap."""
-        deadline = _deadline(timeout)
+        deadline = Deadline(timeout)
         sample = os.urandom(16)
-        if self.unwrap("", self.wrap("", sample, _remaining(deadline)), _remaining(deadline)) != sample:
+        if self.unwrap("", self.wrap("", sample, deadline.left("azure")), deadline.left("azure")) != sample:
             raise CryptoError(f"azure: probe round trip through key '{self._cfg.key_name}' returned other bytes")
 
     def close(self) -> None:
@@ -173,7 +173,7 @@ class AzureKeyVaultManager:
     def _versioned_id(self, name: str, version: str) -> str:
         return f"{self._cfg.vault_url}keys/{name}/{version}"
 
-    def _get_key(self, name: str, version: str, deadline: float | None) -> KeyVaultKey:
+    def _get_key(self, name: str, version: str, deadline: Deadline) -> KeyVaultKey:
         key = self._call("get key", name, deadline, lambda kw: self._keys.get_key(name, version or None, **kw))
         kty = str(getattr(key.key_type, "value", key.key_type) or "")
         if not kty.startswith(("RSA", "EC")):
@@ -193,7 +193,7 @@ class AzureKeyVaultManager:
                 self._crypto[key_id] = client
             return client
 
-    def _remote_decrypt(self, name: str, version: str, ciphertext: bytes, deadline: float | None) -> bytes:
+    def _remote_decrypt(self, name: str, version: str, ciphertext: bytes, deadline: Deadline) -> bytes:
         if not version:
             version = self._get_key(name, "", deadline).properties.version
         client = self._crypto_client(self._versioned_id(name, version))
@@ -201,10 +201,10 @@ class AzureKeyVaultManager:
                             lambda kw: client.decrypt(EncryptionAlgorithm.rsa_oaep, ciphertext, **kw))
         return result.plaintext
 
-    def _call(self, what: str, name: str, deadline: float | None, request):
+    def _call(self, what: str, name: str, deadline: Deadline, request):
         """One SDK operation under the call's deadline; SDK failures become ManagerError."""
         kwargs = {}
-        left = _remaining(deadline)
+        left = deadline.left("azure")
         if left is not None:
             per_request = min(self._cfg.timeout, left)
             kwargs = {"timeout": left, "connection_timeout": per_request, "read_timeout": per_request}
@@ -215,7 +215,7 @@ class AzureKeyVaultManager:
         except Exception as exc:  # noqa: BLE001 - every SDK/transport failure is classified here
             raise self._classify(exc, what, name, deadline) from None
 
-    def _classify(self, exc: Exception, what: str, name: str, deadline: float | None) -> ManagerError:
+    def _classify(self, exc: Exception, what: str, name: str, deadline: Deadline) -> ManagerError:
         where = f"azure: {what} on key '{name}'"
         if isinstance(exc, CredentialUnavailableError):
             return PermissionDenied(f"{where}: no Azure credential is available (set tenant_id, client_id and "
@@ -232,7 +232,7 @@ class AzureKeyVaultManager:
         if isinstance(exc, ResourceNotFoundError):
             return NotFound(f"azure: key '{name}' not found in {self._cfg.vault_url}")
         if isinstance(exc, (ServiceRequestTimeoutError, ServiceResponseTimeoutError)):
-            if deadline is not None and time.monotonic() >= deadline - 0.05:
+            if deadline.at is not None and time.monotonic() >= deadline.at - 0.05:
                 return DeadlineExceeded(f"{where}: no answer from Key Vault before the deadline")
             return Unavailable(f"{where}: Key Vault did not answer in time")
         if isinstance(exc, HttpResponseError):
@@ -309,18 +309,3 @@ def _jwk_to_pem(name: str, key: KeyVaultKey) -> str:
         raise Unavailable(f"azure: key '{name}' returned no usable public key") from None
     return public.public_bytes(serialization.Encoding.PEM,
                                serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-
-
-def _deadline(timeout: float | None) -> float | None:
-    if timeout is None or timeout <= 0:
-        return None
-    return time.monotonic() + timeout
-
-
-def _remaining(deadline: float | None) -> float | None:
-    if deadline is None:
-        return None
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise DeadlineExceeded("azure: the call's deadline passed")
-    return left

@@ -28,7 +28,7 @@ import hvac.exceptions
 import requests
 from cryptography.hazmat.primitives import serialization
 
-from km_pyembed import (DEBUG, WARN, CryptoError, DeadlineExceeded, InvalidArgument, ManagerError, NotFound,
+from km_pyembed import (DEBUG, WARN, CryptoError, Deadline, DeadlineExceeded, InvalidArgument, ManagerError, NotFound,
                         PermissionDenied, Unavailable, Unimplemented, log)
 
 from .config import KEY_NAME_RE, VaultConfig, parse_config
@@ -86,7 +86,7 @@ class VaultTransitManager:
     # ---- the manager protocol ---------------------------------------------
     def wrap(self, key_id: str, plain: bytes, timeout: float | None = None) -> bytes:
         name = self._key_name(key_id)
-        deadline = _deadline(timeout)
+        deadline = Deadline(timeout)
         key_type = self._key_type(name, deadline)
         plaintext = base64.b64encode(bytes(plain)).decode()
         data = self._call("encrypt", name, deadline, lambda: self._client.secrets.transit.encrypt_data(
@@ -98,7 +98,7 @@ class VaultTransitManager:
 
     def unwrap(self, key_id: str, wrapped: bytes, timeout: float | None = None) -> bytes:
         name = self._key_name(key_id)
-        deadline = _deadline(timeout)
+        deadline = Deadline(timeout)
         wrapped = bytes(wrapped)
         if not wrapped.startswith(_CIPHERTEXT_PREFIX):
             key_type = self._key_type(name, deadline)
@@ -122,7 +122,7 @@ class VaultTransitManager:
 
     def public_key(self, key_id: str, timeout: float | None = None) -> str:
         name = self._key_name(key_id)
-        info = self._read_key(name, _deadline(timeout))
+        info = self._read_key(name, Deadline(timeout))
         key_type = info.get("type", "")
         if not key_type.startswith(_ASYMMETRIC_PREFIXES):
             raise InvalidArgument(f"vault: transit key '{name}' is {key_type or 'of unknown type'} and has no "
@@ -139,13 +139,13 @@ class VaultTransitManager:
     def probe(self, timeout: float | None = None) -> None:
         """Credentials work and the default key is usable: a round trip, or a public-key fetch."""
         name = self._cfg.key_name
-        deadline = _deadline(timeout)
+        deadline = Deadline(timeout)
         key_type = self._key_type(name, deadline, refresh=True)
         if key_type.startswith("rsa-"):
-            self.public_key("", _remaining(deadline))
+            self.public_key("", deadline.left("vault"))
             return
         sample = b"km-vault-probe"
-        if self.unwrap("", self.wrap("", sample, _remaining(deadline)), _remaining(deadline)) != sample:
+        if self.unwrap("", self.wrap("", sample, deadline.left("vault")), deadline.left("vault")) != sample:
             raise CryptoError(f"vault: probe round trip through transit key '{name}' returned other bytes")
 
     def close(self) -> None:
@@ -161,7 +161,7 @@ class VaultTransitManager:
             raise InvalidArgument("vault: key id must be a transit key name (letters, digits, '_', '-', '.', '@')")
         return key_id
 
-    def _read_key(self, name: str, deadline: float | None) -> dict:
+    def _read_key(self, name: str, deadline: Deadline) -> dict:
         data = self._call("read key", name, deadline, lambda: self._client.secrets.transit.read_key(
             name, mount_point=self._cfg.mount_path))
         info = data.get("data") if isinstance(data, dict) else None
@@ -170,7 +170,7 @@ class VaultTransitManager:
         self._key_types[name] = str(info.get("type", ""))
         return info
 
-    def _key_type(self, name: str, deadline: float | None, refresh: bool = False) -> str:
+    def _key_type(self, name: str, deadline: Deadline, refresh: bool = False) -> str:
         """The key's type; reading it first also keeps encrypt from silently creating a missing key."""
         key_type = None if refresh else self._key_types.get(name)
         if key_type is None:
@@ -191,13 +191,13 @@ class VaultTransitManager:
                 raise PermissionDenied("vault: AppRole login refused (check role_id/secret_id)") from None
             self._logged_in = True
 
-    def _call(self, what: str, name: str, deadline: float | None, request):
+    def _call(self, what: str, name: str, deadline: Deadline, request):
         """Run one Vault request with deadline-bounded retries; map failures to ManagerError."""
         attempt = 0
         relogged = False
         while True:
             attempt += 1
-            left = _remaining(deadline)
+            left = deadline.left("vault")
             token = _request_timeout.set(self._cfg.timeout if left is None else min(self._cfg.timeout, left))
             try:
                 if not self._logged_in:
@@ -221,7 +221,7 @@ class VaultTransitManager:
                 if attempt >= MAX_ATTEMPTS:
                     raise error.error from None
                 pause = _BACKOFF_S * (2 ** (attempt - 1))
-                left = _remaining(deadline)
+                left = deadline.left("vault")
                 if left is not None and left <= pause:
                     raise DeadlineExceeded(f"vault: {what} on transit key '{name}' ran out of time after "
                                            f"{attempt} attempt(s): {error.error}") from None
@@ -230,7 +230,7 @@ class VaultTransitManager:
             finally:
                 _request_timeout.reset(token)
 
-    def _classify(self, exc: Exception, what: str, name: str, deadline: float | None):
+    def _classify(self, exc: Exception, what: str, name: str, deadline: Deadline):
         where = f"{what} on transit key '{name}'"
         if isinstance(exc, hvac.exceptions.VaultError):
             text = self._scrub("; ".join(str(e) for e in (exc.errors or [])) or exc.__class__.__name__)
@@ -257,7 +257,7 @@ class VaultTransitManager:
             return Unavailable(f"vault: {where}: TLS verification of {self._cfg.vault_addr} failed "
                                "(set 'ca_cert' to the PEM bundle that signs Vault's certificate)")
         if isinstance(exc, requests.exceptions.Timeout):
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline.expired():
                 return DeadlineExceeded(f"vault: {where}: no answer from Vault before the deadline")
             return _Retryable(Unavailable(f"vault: {where}: Vault did not answer in time"))
         if isinstance(exc, requests.exceptions.ConnectionError):
@@ -270,19 +270,3 @@ class VaultTransitManager:
         for secret in self._cfg.secrets():
             text = text.replace(secret, "***")
         return text[:300]
-
-
-def _deadline(timeout: float | None) -> float | None:
-    if timeout is None or timeout <= 0:
-        return None
-    return time.monotonic() + timeout
-
-
-def _remaining(deadline: float | None) -> float | None:
-    """Seconds left (None: no deadline); DeadlineExceeded once it has passed."""
-    if deadline is None:
-        return None
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise DeadlineExceeded("vault: the call's deadline passed")
-    return left
