@@ -27,6 +27,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 import urllib.parse
@@ -295,10 +296,17 @@ def _json(data):
     """orjson's parse (several times faster on a ~3 KB token); whatever it refuses is parsed by
     the stdlib, whose rules these checks were written against (NaN, integers beyond 64 bits,
     lone surrogates, a BOM): both accept the same documents with the same result otherwise."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(data)
+    long_digits = _LONG_DIGITS_STR if isinstance(data, str) else _LONG_DIGITS
+    if long_digits.search(data) is None:  # orjson reads integers beyond 64 bits as floats
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data)
+
+
+_LONG_DIGITS = re.compile(rb"\d{19,}")
+_LONG_DIGITS_STR = re.compile(r"\d{19,}", re.ASCII)
 
 
 class _PublicKeys:
