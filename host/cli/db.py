@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from host.cli import main
-from host.cli.provider import echo_json
+from host.cli.output import echo_json
 
 
 @main.group("db")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import click
 
 from host.cli import kas_registry
-from host.cli.provider import echo_fields, echo_json, echo_page_footer, echo_table, format_labels, pagination, \
+from host.cli.output import echo_fields, echo_json, echo_page_footer, echo_table, format_labels, pagination, \
     parse_labels, rfc3339
 from host.errors import InvalidArgument
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from host.cli import kas_registry
-from host.cli.output import echo_json, echo_table, key_json
+from host.cli.output import echo_json, echo_page_footer, echo_table, format_labels, key_json, pagination
 
 ALGORITHMS = ["rsa:2048", "rsa:4096", "ec:secp256r1", "ec:secp384r1", "ec:secp521r1"]
 MODES = ["local", "provider", "remote", "public_key"]
@@ -45,7 +45,7 @@ def _print_key(key, as_json: bool) -> None:
         ("status", key.status), ("mode", key.mode),
         ("provider_config", f"{pc.name} ({pc.manager}, {pc.id})" if pc else "-"),
         ("wrapping_key_id", (key.private_key_ctx or {}).get("key_id", "-")),
-        ("labels", ",".join(f"{k}={v}" for k, v in key.labels.items()) or "-"),
+        ("labels", format_labels(key.labels) or "-"),
         ("created_at", key.created_at.isoformat()),
     ])
 
@@ -99,14 +99,12 @@ def get(platform, id_, key_id, kas, as_json):
 def list_(platform, kas, algorithm, limit, offset, as_json):
     """List keys with pagination."""
     keys, total = platform.keys.list_keys(kas=kas, limit=limit, offset=offset, algorithm=algorithm)
-    next_offset = offset + len(keys) if offset + len(keys) < total else 0
     if as_json:
-        echo_json({"kas_keys": [key_json(k) for k in keys],
-                   "pagination": {"current_offset": offset, "next_offset": next_offset, "total": total}})
+        echo_json({"kas_keys": [key_json(k) for k in keys], "pagination": pagination(offset, len(keys), total)})
         return
     echo_table(("ID", "KAS", "KEY_ID", "ALGORITHM", "MODE", "STATUS"),
                [(k.id, k.kas_uri, k.key_id, k.algorithm, k.mode, k.status) for k in keys])
-    click.echo(f"Total: {total}  Current Offset: {offset}  Next Offset: {next_offset}")
+    echo_page_footer(offset, len(keys), total)
 
 
 @key.command("rotate")
