@@ -27,7 +27,6 @@ import binascii
 import hashlib
 import hmac
 import json
-import re
 import threading
 import time
 import urllib.parse
@@ -296,8 +295,11 @@ def _json(data):
     """orjson's parse (several times faster on a ~3 KB token); whatever it refuses is parsed by
     the stdlib, whose rules these checks were written against (NaN, integers beyond 64 bits,
     lone surrogates, a BOM): both accept the same documents with the same result otherwise."""
-    long_digits = _LONG_DIGITS_STR if isinstance(data, str) else _LONG_DIGITS
-    if long_digits.search(data) is None:  # orjson reads integers beyond 64 bits as floats
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    # orjson reads integers beyond 64 bits as floats: such documents (a run of 19+ digits
+    # anywhere) go to the stdlib. Digits folded to "0" by bytes.translate and a substring
+    # search: ~1 us on a 1.3 KB token where a \d{19,} regex took ~13 us.
+    if _LONG_ZEROS not in raw.translate(_DIGITS_TO_ZERO):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -305,8 +307,8 @@ def _json(data):
     return json.loads(data)
 
 
-_LONG_DIGITS = re.compile(rb"\d{19,}")
-_LONG_DIGITS_STR = re.compile(r"\d{19,}", re.ASCII)
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_ZEROS = b"0" * 19
 
 
 class _PublicKeys:

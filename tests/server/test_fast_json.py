@@ -35,6 +35,8 @@ def test_access_line_json_is_byte_identical(doc):
     '{"nan": NaN, "inf": Infinity}',
     '{"s": "\\ud800 lone surrogate"}',
     '{"u": "\\u00e9\\u2603", "f": 1.5e300}',
+    '{"neg": -123456789012345678901234, "edge": 18446744073709551616, "e19": 1000000000000000000}',
+    '{"digits in a string": "12345678901234567890123", "n": 7}',
 ])
 def test_token_json_parse_matches_stdlib(text):
     expected = json.loads(text)
@@ -53,3 +55,5 @@ def test_token_json_refusals_match_stdlib(bad):
 def test_token_json_parse_accepts_text_too():
     assert _json('{"big": 123456789012345678901234567890}') == {"big": 123456789012345678901234567890}
     assert _json('{"a": [1, 2]}') == {"a": [1, 2]}
+    # a str holding a lone surrogate (not only its escape) still reaches the stdlib's parse
+    assert _json('{"s": "\ud800", "big": 123456789012345678901}') == json.loads('{"s": "\ud800", "big": 123456789012345678901}')
