@@ -7,12 +7,17 @@ Which key the token must verify with, in order (as OpenTDF's KAS decides):
    `ath` = hash of the access token) -> the token must verify with that key.
    An access token that is DPoP-bound (`cnf.jkt`) requires the proof, and the
    proof's key must have that thumbprint.
-2. No proof -> the token is verified with the request's `clientPublicKey`
-   when that works (clients that sign with their session key).
-3. Otherwise the token is accepted unverified - exactly what OpenTDF's KAS
-   does without DPoP, and what the otdf-python SDK needs: it signs with a key
-   it never discloses. Set `require_signature` (PLATFORM_KAS_REQUIRE_SIGNED_REQUESTS=1)
-   to refuse such tokens instead.
+2. No proof, strict mode (`require_signature`, PLATFORM_KAS_REQUIRE_SIGNED_REQUESTS=1)
+   -> the token must verify with the request's `clientPublicKey` (clients
+   that sign with their session key); anything else is refused.
+3. No proof, default mode -> the token is accepted without a signature check:
+   exactly what OpenTDF's KAS does without DPoP, and what the otdf-python SDK
+   needs (it signs with a key it never discloses). Checking it against the
+   `clientPublicKey` the body itself carries would prove nothing the response
+   does not already ensure - the rewrapped key is encrypted to that key, and
+   whoever alters a body can re-sign it with a key of their own - so the
+   default mode does not spend an RSA verify (an eighth of a Rewrap's crypto)
+   on it.
 
 Always: the token must parse, name an asymmetric algorithm (never `none` or
 HMAC), carry `exp` and not be expired (30 s leeway), and carry `requestBody`
@@ -165,11 +170,11 @@ class SrtVerifier:
         claims = _claims(jws)
         body = _request_body(claims)
         client_key = _client_key(body.get("clientPublicKey"))
+        if not self.require_signature:
+            return VerifiedRequest(body, "unverified", client_key)  # why no check: module docstring, 3.
         if client_key is not None and jws.signed_by(client_key, alg) and _registered_claims_valid(claims):
             return VerifiedRequest(body, "client-key", client_key)
-        if self.require_signature:
-            raise Unauthenticated("signed_request_token does not verify with a DPoP key or the client public key")
-        return VerifiedRequest(body, "unverified", client_key)
+        raise Unauthenticated("signed_request_token does not verify with a DPoP key or the client public key")
 
 
 # ---- JWS compact serialization -------------------------------------------------
