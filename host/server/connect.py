@@ -38,6 +38,7 @@ from host.errors import (DeadlineExceeded, Internal, InvalidArgument, PlatformEr
                          Unimplemented)
 from host.managers.base import CallContext
 from host.server import logs
+from host.server.rsgi import RequestHeaders
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 
@@ -396,8 +397,11 @@ async def _send(send, status: int, headers: list, body: bytes, request_id: str) 
 
 
 def _headers(scope) -> dict[str, str]:
+    raw = scope.get("headers", ())
+    if type(raw) is RequestHeaders:  # granian RSGI: already text
+        return raw.text()
     out: dict[str, str] = {}
-    for k, v in scope.get("headers", ()):
+    for k, v in raw:
         key = k.decode("latin-1").lower()
         val = v.decode("latin-1")
         out[key] = f"{out[key]}, {val}" if key in out else val

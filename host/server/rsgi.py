@@ -6,18 +6,43 @@ measurable share of a Rewrap's CPU. The request is handed to the same ASGI
 callable with an ASGI-shaped scope, a `receive` that reads the body from the
 RSGI protocol, and a `send` that buffers the response start and answers with
 one `response_bytes` call when the (single, complete) body message arrives.
+
+Headers stay text: RSGI gives str names (lower-case) and values, and the
+Connect layer wants a str dict, so the scope's `headers` is a `RequestHeaders`
+that iterates as ASGI's (bytes, bytes) pairs for any code that wants those
+and hands the Connect layer its dict without a bytes round trip.
 """
 
 from __future__ import annotations
 
 
+class RequestHeaders:
+    """The ASGI `headers` of an RSGI request, built from its (name, value) str pairs."""
+
+    __slots__ = ("_pairs",)
+
+    def __init__(self, pairs: list[tuple[str, str]]):
+        self._pairs = pairs
+
+    def __iter__(self):
+        return ((k.encode("latin-1"), v.encode("latin-1")) for k, v in self._pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def text(self) -> dict[str, str]:
+        """name -> value, repeated headers joined with ", " (as the Connect layer reads them)."""
+        out: dict[str, str] = {}
+        for k, v in self._pairs:
+            out[k] = f"{out[k]}, {v}" if k in out else v
+        return out
+
+
 def http_scope(scope) -> dict:
     """The ASGI `http` scope fields the app reads, from an RSGI scope."""
-    headers = scope.headers  # one key per name; get_all gives repeated headers in order
     return {"type": "http", "method": scope.method, "path": scope.path,  # both percent-decoded
             "query_string": scope.query_string.encode("latin-1"),
-            "headers": [(k.encode("latin-1"), v.encode("latin-1"))
-                        for k in headers.keys() for v in headers.get_all(k)]}
+            "headers": RequestHeaders(scope.headers.items())}  # every pair, repeated names included
 
 
 async def serve_http(app, scope, protocol) -> None:

@@ -24,6 +24,8 @@ class Color(enum.Enum):
     {"nan": math.nan, "inf": math.inf},
     {"text": "caf\u00e9 \u2603", "del": "a\x7fb", "ctl": "tab\there\nnl"},
     {"enum": Color.RED, "uuid": uuid.UUID(int=7), "nested": {"k": [1, {"x": 2}]}},
+    {"a": 1, 2: "int key", None: "none key"},
+    {"list": [1, "x", 0.5], "tuple": (1, 2), "bytes": b"\x00"},
 ])
 def test_access_line_json_is_byte_identical(doc):
     assert _dumps(doc) == json.dumps(doc, separators=(",", ":"), default=str)
@@ -57,3 +59,4 @@ def test_token_json_parse_accepts_text_too():
     assert _json('{"a": [1, 2]}') == {"a": [1, 2]}
     # a str holding a lone surrogate (not only its escape) still reaches the stdlib's parse
     assert _json('{"s": "\ud800", "big": 123456789012345678901}') == json.loads('{"s": "\ud800", "big": 123456789012345678901}')
+

@@ -35,5 +35,14 @@ def test_interface_serves_the_same_protocol(tmp_path, sqlite_db_url, server_impl
             r = http.post(PUBLIC_KEY, content=b"{}", headers={"Content-Type": "application/json"})
             assert r.status_code == 401 and json.loads(r.content)["code"] == "unauthenticated"
             assert http.get("/healthz").status_code == 200
+            # a repeated header is read as its values joined with ", " (RFC 9110 5.3), here one
+            # that is no longer a valid request id, so the server assigns its own
+            r = http.post(LIST_PC, content=b"{}", headers=[
+                ("Authorization", f"Bearer {server.admin_token}"), ("Content-Type", "application/json"),
+                ("X-Request-Id", "first-id"), ("X-Request-Id", "second-id")])
+            assert r.status_code == 200 and r.headers["x-request-id"] not in ("first-id", "second-id")
+            r = http.post(LIST_PC, content=b"{}", headers={**auth, "Content-Type": "application/json",
+                                                           "X-Request-Id": "only-id"})
+            assert r.headers["x-request-id"] == "only-id"
     finally:
         server.stop()

@@ -64,3 +64,23 @@ def test_startup_errors_are_one_line(tmp_path):
     r = _serve(tmp_path, {"PLATFORM_ADMIN_TOKENS": "t",
                           "PLATFORM_DB_URL": "postgresql+psycopg://nobody:pw-Zq9x@127.0.0.1:1/none"})
     assert r.returncode == 1 and "Traceback" not in r.stderr and "pw-Zq9x" not in r.stderr
+
+
+def test_request_ids_are_unique_well_formed_and_differ_across_fork():
+    import os
+    import re
+
+    from host.server.logs import new_request_id
+
+    ids = [new_request_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"[0-9a-f]{16}", i) for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: what a forked server worker would hand out first
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read), os.close(write)
+    assert child[:8] != ids[0][:8] and child not in ids
