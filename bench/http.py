@@ -39,7 +39,11 @@ from bench.timing import Budget
 
 TARGET = 0.5
 WORKERS = 2
-CONNECTIONS = 8
+# Concurrency: the smallest at which the rate stops growing here. At 8 connections (4 per
+# worker) a worker's loop often runs dry between requests and pays a sleep and a wake-up per
+# request (~0.04 ms of CPU, kernel and GIL hand-offs, in granian and the loop, not in the
+# platform's code); 16, 32 and 64 give the same CPU per request (docs/performance.md).
+CONNECTIONS = 16
 LUA = Path(__file__).with_name("rewrap.lua")
 KID = "http-rsa"
 _RESULT = re.compile(r"RESULT (.*)")

@@ -36,6 +36,8 @@ def format_value(f: Figure) -> str:
         return f"{f.value:.4f}"
     if f.unit.startswith("x"):
         return f"{f.value:.3f} {f.unit}"
+    if f.value < 10:
+        return f"{f.value:.2f} {f.unit}"
     return f"{f.value:,.1f} {f.unit}" if f.value < 1000 else f"{f.value:,.0f} {f.unit}"
 
 
