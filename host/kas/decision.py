@@ -44,7 +44,11 @@ Decide = Callable[[DecisionRequest], bool]
 
 def allow_authenticated(request: DecisionRequest) -> bool:
     """Permit any caller that holds the client role (authentication already happened)."""
-    return "client" in request.roles
+    return has_client_role(request.roles)
+
+
+def has_client_role(roles) -> bool:
+    return "client" in roles
 
 
 def load(spec: str | None = None) -> Decide:

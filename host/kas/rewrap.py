@@ -43,6 +43,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -62,8 +63,7 @@ STATUS_PERMIT, STATUS_FAIL = "permit", "fail"
 REQUIRE_SIGNED_ENV = "PLATFORM_KAS_REQUIRE_SIGNED_REQUESTS"
 
 
-@dataclass(frozen=True)
-class Caller:
+class Caller(NamedTuple):  # immutable and cheap to build: one per Rewrap
     """Who asks, as the transport authenticated them, plus what the SRT checks need."""
 
     subject: str
@@ -88,8 +88,7 @@ class PolicyResult:
     results: list[KaoResult] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Prepared:
+class Prepared(NamedTuple):
     """A request that passed the checks needing no key (Rewrapper.prepare)."""
     requests: list[dict]
     client: "_ClientKey"
@@ -210,12 +209,15 @@ class Rewrapper:
                 except errors.PlatformError:
                     pass  # reported per object below
         try:
-            allowed = self.decide(decisions.DecisionRequest(
-                subject=caller.subject, roles=caller.roles, policy_id=policy_id,
-                # the default hook never reads the policy: no need to decode it for that one
-                policy=None if self.decide is decisions.allow_authenticated else _policy_json(policy_body, headers),
-                key_ids=tuple(str(_kao(item).get("kid", "")) for _, item in entries if isinstance(item, dict)),
-                container="nanotdf" if nano else "ztdf"))
+            if self.decide is decisions.allow_authenticated:
+                # the default hook reads only the roles: no request (nor policy decode) to build for it
+                allowed = decisions.has_client_role(caller.roles)
+            else:
+                allowed = self.decide(decisions.DecisionRequest(
+                    subject=caller.subject, roles=caller.roles, policy_id=policy_id,
+                    policy=_policy_json(policy_body, headers),
+                    key_ids=tuple(str(_kao(item).get("kid", "")) for _, item in entries if isinstance(item, dict)),
+                    container="nanotdf" if nano else "ztdf"))
             denial = None if allowed else errors.PermissionDenied("access denied by the access decision for this policy")
         except Exception as exc:  # a broken hook fails closed
             log.error("access decision hook raised", extra={"fields": {"error_type": type(exc).__name__}})

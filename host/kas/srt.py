@@ -35,7 +35,7 @@ import threading
 import time
 import urllib.parse
 from collections import OrderedDict
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import jwt
 import orjson
@@ -52,8 +52,7 @@ MAX_TOKEN_BYTES = 256 * 1024
 MAX_PROOF_BYTES = 8 * 1024
 
 
-@dataclass(frozen=True)
-class VerifiedRequest:
+class VerifiedRequest(NamedTuple):  # immutable and cheap to build: one per Rewrap
     body: dict          # the parsed requestBody
     signer: str         # "dpop" | "client-key" | "unverified"
     client_key: object = None   # body's clientPublicKey when it was parsed here (reused by the caller)
@@ -204,8 +203,7 @@ def _segment(segment: bytes) -> bytes:
     return pybase64.b64decode(stripped + b"=" * (-tail % 4), altchars=b"-_", validate=True)
 
 
-@dataclass(frozen=True)
-class _Jws:
+class _Jws(NamedTuple):
     header: dict
     payload: bytes
     signing_input: bytes
