@@ -3,6 +3,7 @@
     python -m bench                 # the full run (a few minutes on 2 cores)
     python -m bench --smoke         # tiny rounds: checks that every path works
     python -m bench --only unwrap,ffi --out /tmp/r.json
+    python -m bench --only http --http-connections 8
 
 Prints one table (PASS/FAIL against each target) and writes bench/results.json.
 Exit status: 0 when every suite ran (whatever the verdicts; --strict makes a
@@ -38,7 +39,15 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=",".join(SUITES), help=f"comma-separated suites ({', '.join(SUITES)})")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON (default bench/results.json)")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    ap.add_argument("--http-connections", type=int, metavar="N",
+                    help="keep-alive connections for the http suite (default 16; see bench/http.py)")
     args = ap.parse_args(argv)
+    if args.http_connections is not None:
+        if not 1 <= args.http_connections <= 1024:
+            ap.error("--http-connections must be between 1 and 1024")
+        from bench import http
+
+        http.CONNECTIONS = args.http_connections
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in SUITES]
     if unknown:
