@@ -65,3 +65,12 @@ def test_unknown_suite_is_a_one_line_error():
     assert proc.returncode == 2
     assert "unknown suite(s): nope" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.timeout(300)
+def test_app_call_tool_runs(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
+    proc = subprocess.run([sys.executable, "-m", "bench.app_call", "--calls", "100"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "app call with crypto" in proc.stdout and "app call without crypto" in proc.stdout
