@@ -3,7 +3,7 @@
 -- over keep-alive connections. A response counts as good only when it is a
 -- 200 whose body carries a permitted result.
 --   WRK_BODY_FILE=req.bin WRK_CONTENT_TYPE=application/proto WRK_TOKEN=<client bearer token> \
---     wrk -t1 -c8 -d5s -s bench/rewrap.lua http://127.0.0.1:PORT
+--     wrk -t1 -c16 -d5s -s bench/rewrap.lua http://127.0.0.1:PORT
 local f = assert(io.open(os.getenv("WRK_BODY_FILE"), "rb"))
 wrk.method = "POST"
 wrk.path = "/kas.AccessService/Rewrap"
