@@ -74,3 +74,11 @@ def test_app_call_tool_runs(tmp_path):
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "app call with crypto" in proc.stdout and "app call without crypto" in proc.stdout
+
+
+@pytest.mark.parametrize("value", ["0", "5000", "many"])
+def test_http_connections_out_of_range_is_refused_before_any_work(value):
+    proc = subprocess.run([sys.executable, "-m", "bench", "--only", "http", "--http-connections", value],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--http-connections" in proc.stderr and "Traceback" not in proc.stderr

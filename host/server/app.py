@@ -26,7 +26,7 @@ from host import metrics
 from host.app import Platform, Settings
 from host.errors import FailedPrecondition, InvalidArgument, PlatformError
 from host.server import auth, kas, kas_rewrap, kasregistry, keymanagement, logs, rsgi
-from host.server.connect import DEFAULT_MAX_BODY_BYTES, ConnectApp, RpcError, _as_rpc_error
+from host.server.connect import DEFAULT_MAX_BODY_BYTES, ConnectApp, RpcError, _as_rpc_error, _headers
 from host.server.protos import kas_pb2  # noqa: F401  (the shim must load before handlers)
 
 SETTINGS_ENV = "PLATFORM_SERVE_SETTINGS"
@@ -135,8 +135,7 @@ class PlatformApp:
         try:
             if method != "GET":
                 raise RpcError("unimplemented", "use GET", http_status=405, headers=[(b"allow", b"GET")])
-            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
-            await self.authorize(headers, auth.CLIENT)
+            await self.authorize(_headers(scope), auth.CLIENT)
             q = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
             arg = lambda name: q.get(name, [""])[0]  # noqa: E731
             resp = await self.kas.lookup(arg("algorithm"), arg("fmt"), arg("v"), kid=arg("kid") or None)

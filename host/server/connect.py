@@ -397,14 +397,15 @@ async def _send(send, status: int, headers: list, body: bytes, request_id: str) 
 
 
 def _headers(scope) -> dict[str, str]:
+    """name (lower-case) -> value, a repeated header's values joined with ", " (RFC 9110 5.3)."""
     raw = scope.get("headers", ())
     if type(raw) is RequestHeaders:  # granian RSGI: already text
-        return raw.text()
+        pairs = raw.text()
+    else:
+        pairs = ((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw)
     out: dict[str, str] = {}
-    for k, v in raw:
-        key = k.decode("latin-1").lower()
-        val = v.decode("latin-1")
-        out[key] = f"{out[key]}, {val}" if key in out else val
+    for k, v in pairs:
+        out[k] = f"{out[k]}, {v}" if k in out else v
     return out
 
 

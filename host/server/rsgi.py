@@ -30,12 +30,9 @@ class RequestHeaders:
     def __len__(self) -> int:
         return len(self._pairs)
 
-    def text(self) -> dict[str, str]:
-        """name -> value, repeated headers joined with ", " (as the Connect layer reads them)."""
-        out: dict[str, str] = {}
-        for k, v in self._pairs:
-            out[k] = f"{out[k]}, {v}" if k in out else v
-        return out
+    def text(self) -> list[tuple[str, str]]:
+        """The (name, value) pairs as RSGI gave them: str, names lower-case."""
+        return self._pairs
 
 
 def http_scope(scope) -> dict:
