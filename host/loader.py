@@ -26,6 +26,10 @@ log = logging.getLogger("host.plugin")
 MAX_NAME_LEN = 255
 MAX_FACTORIES = 64
 MAX_ERROR_LEN = 1024
+# The most any call may return (a PEM or a DEK is far smaller). A larger out_len is a plugin bug
+# or memory corruption: the host refuses it before touching the buffer.
+MAX_OUTPUT_LEN = 1 << 20
+_ZEROS = bytes(MAX_OUTPUT_LEN)  # wipe source: outputs are zeroed before the plugin's free sees them
 _RTLD_NOW = getattr(os, "RTLD_NOW", 2)
 
 _CAP_FUNCS = {
@@ -244,6 +248,13 @@ def _take_error(desc, err) -> str | None:
         return "(the plugin's error message was not valid UTF-8)"
 
 
+def _log_fields(manager: str, ctx: CallContext | None) -> dict:
+    fields = {"manager": manager}
+    if ctx is not None:
+        fields["request_id"] = ctx.request_id
+    return {"fields": fields}
+
+
 def _status_error(status: int, manager: str, op: str, message: str | None) -> errors.PlatformError:
     cls = STATUS_ERRORS.get(status)
     if cls is None:
@@ -253,6 +264,7 @@ def _status_error(status: int, manager: str, op: str, message: str | None) -> er
 
 
 _NULL = ffi.NULL
+_memmove = ffi.memmove
 
 
 class _Scratch(threading.local):
@@ -312,18 +324,28 @@ class PluginManager:
         c.request_id = rid
         return s, c, rid
 
-    def _finish(self, status, s, op: str) -> bytes:
+    def _finish(self, status, s, op: str, ctx: CallContext | None = None) -> bytes:
         out, desc = s.out, self._desc
         ptr = out[0]
+        n = s.out_len[0]
+        oversized = n > MAX_OUTPUT_LEN
         try:
             message = _take_error(desc, s.err)
             if status != KM_OK:
                 raise _status_error(status, self.name, op, message)
             if ptr == _NULL:
                 raise errors.PluginError(f"manager {self.name!r} {op}: returned OK with a NULL output (plugin bug)")
-            return ffi.buffer(ptr, s.out_len[0])[:]
+            if oversized:
+                log.error("manager %r %s: out_len %d exceeds the host's limit of %d bytes; output refused "
+                          "(plugin bug)", self.name, op, n, MAX_OUTPUT_LEN,
+                          extra=_log_fields(self.name, ctx))
+                raise errors.Internal(f"{self.name} {op}: the plugin returned {n} bytes, more than the "
+                                      f"{MAX_OUTPUT_LEN} the host accepts (plugin bug)")
+            return ffi.buffer(ptr, n)[:]
         finally:
             if ptr != _NULL:
+                if not oversized:  # an implausible length is not trusted even for the wipe
+                    _memmove(ptr, _ZEROS, n)
                 desc.free(ptr)
                 out[0] = _NULL
 
@@ -339,6 +361,7 @@ class PluginManager:
         kid = key_id.encode("utf-8")
         buf = data if type(data) is bytes else ffi.from_buffer("uint8_t[]", data)
         out[0] = _NULL
+        out_len[0] = 0
         err[0] = _NULL
         lock = self._lock
         if lock is None:
@@ -348,12 +371,15 @@ class PluginManager:
                 status = fn(self._handle, c, kid, buf, len(data), out, out_len, err)
         ptr = out[0]
         if status == KM_OK and ptr and not err[0]:
-            try:
-                return ffi.buffer(ptr, out_len[0])[:]
-            finally:
-                self._free(ptr)
-                out[0] = _NULL
-        return self._finish(status, s, op)
+            n = out_len[0]
+            if n <= MAX_OUTPUT_LEN:
+                try:
+                    return ffi.buffer(ptr, n)[:]
+                finally:
+                    _memmove(ptr, _ZEROS, n)  # unwrapped keys and DEKs never linger in freed memory
+                    self._free(ptr)
+                    out[0] = _NULL
+        return self._finish(status, s, op, ctx)
 
     def wrap(self, key_id: str, plain: bytes, ctx: CallContext | None = None) -> bytes:
         fn = self._wrap_fn
@@ -371,6 +397,7 @@ class PluginManager:
         self._require(Capability.PUBLIC_KEY, "public key")
         s, c, _rid = self._prepare(ctx)
         s.out[0] = ffi.NULL
+        s.out_len[0] = 0
         s.err[0] = ffi.NULL
         kid = key_id.encode("utf-8")
         if self._lock is None:
@@ -378,7 +405,7 @@ class PluginManager:
         else:
             with self._lock:
                 status = self._ops.get_public_key(self._handle, c, kid, s.out, s.out_len, s.err)
-        pem = self._finish(status, s, "get_public_key")
+        pem = self._finish(status, s, "get_public_key", ctx)
         try:
             return pem.decode("ascii")
         except UnicodeDecodeError:

@@ -191,3 +191,24 @@ def test_loading_a_file_twice_initializes_it_once(build):
     first = load_plugin(path)
     assert load_plugin(path) is first
     assert load_plugin(str(Path(path).parent / "." / Path(path).name)) is first
+
+
+def test_huge_out_len_is_refused_before_the_buffer_is_read(build, caplog):
+    m = load_plugin(str(build("huge", HUGE_OUT_LEN=None))).factories[0].create(b"{}")
+    with caplog.at_level("ERROR", logger="host.plugin"):
+        with pytest.raises(errors.Internal, match=r"returned 1099511627776 bytes, more than the 1048576"):
+            m.unwrap("k", b"x", CallContext(request_id="rid-huge"))
+    (record,) = [r for r in caplog.records if "exceeds the host's limit" in r.getMessage()]
+    assert record.fields == {"manager": "echo", "request_id": "rid-huge"}
+
+
+def test_outputs_are_wiped_before_the_plugin_frees_them(build):
+    path = build("wipe", MANAGER='"wipe"')
+    lib = ctypes.CDLL(str(path))
+    lib.test_nonzero_at_free.restype = ctypes.c_long
+    m = load_plugin(str(path)).factories[0].create(b"{}")
+    secret = bytes(range(1, 256)) * 16  # 4080 bytes, none of them zero
+    assert m.unwrap("k", secret) == secret
+    assert lib.test_nonzero_at_free() == 0
+    assert m.wrap("k", secret, CallContext.with_timeout(30)) == secret
+    assert lib.test_nonzero_at_free() == 0

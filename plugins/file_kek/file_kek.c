@@ -16,6 +16,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <stdarg.h>
 #include <stdio.h>
+#include <malloc.h> /* malloc_usable_size: the wipe in plugin_free */
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,8 +75,13 @@ static int32_t fail(char **error, int32_t status, const char *fmt, ...)
     return status;
 }
 
+/* Every buffer the host gets back may hold key material (an unwrapped KAS
+ * private key): wipe the whole allocation, whatever the host did, before
+ * returning it to the allocator. */
 static void plugin_free(void *ptr)
 {
+    if (ptr)
+        OPENSSL_cleanse(ptr, malloc_usable_size(ptr));
     free(ptr);
 }
 

@@ -16,6 +16,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <stdarg.h>
 #include <stdio.h>
+#include <malloc.h> /* malloc_usable_size: the wipe in plugin_free */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -619,8 +620,12 @@ static const km_factory pkcs11_factory = {
 
 static const km_factory *const pkcs11_factories[] = {&pkcs11_factory};
 
+/* Outputs may hold DEKs or ECDH secrets: wipe the whole allocation, whatever
+ * the host did, before returning it to the allocator. */
 static void plugin_free(void *p)
 {
+    if (p)
+        OPENSSL_cleanse(p, malloc_usable_size(p));
     free(p);
 }
 
