@@ -71,16 +71,33 @@ def _c_string(ptr, path: str, what: str, *, allow_empty: bool = False) -> str:
 
 
 # ---- host logging callback ---------------------------------------------------
-# One callback for all plugins; log_ctx is a handle to the plugin's logger.
+# One callback for all plugins; log_ctx is a handle to the plugin's _PluginLog.
+
+class _PluginLog:
+    """Where one plugin's km_host.log lines go: its logger, tagged with its name."""
+
+    __slots__ = ("logger", "plugin")
+
+    def __init__(self, logger: logging.Logger, plugin: str):
+        self.logger = logger
+        self.plugin = plugin  # the file name until the descriptor names the plugin
+
+
+_LEVELS = frozenset((logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR))
+
 
 @ffi.callback("km_log_fn")
 def _log_from_plugin(log_ctx, level, request_id, message):
     try:
-        logger = ffi.from_handle(log_ctx)
+        target = ffi.from_handle(log_ctx)
+        level = int(level) if level in _LEVELS else logging.INFO
+        if not target.logger.isEnabledFor(level):
+            return
         text = ffi.string(message, 4096).decode("utf-8", "replace") if message != ffi.NULL else ""
-        rid = ffi.string(request_id, 128).decode("utf-8", "replace") if request_id != ffi.NULL else None
-        logger.log(int(level) if level in (10, 20, 30, 40) else logging.INFO, text,
-                   extra={"request_id": rid} if rid else None)
+        fields = {"plugin": target.plugin}
+        if request_id != ffi.NULL:
+            fields["request_id"] = ffi.string(request_id, 128).decode("utf-8", "replace")
+        target.logger.log(level, "%s", text, extra={"fields": fields})
     except Exception:  # a log call must never raise into C
         pass
 
@@ -131,8 +148,8 @@ def _load(path: str) -> LoadedPlugin:
     except AttributeError:
         raise _fail(display, "not a key-manager plugin: it does not export km_plugin_init") from None
 
-    plugin_logger = logging.getLogger(f"host.plugin.{os.path.basename(path)}")
-    log_handle = ffi.new_handle(plugin_logger)
+    plugin_log = _PluginLog(logging.getLogger(f"host.plugin.{os.path.basename(path)}"), os.path.basename(path))
+    log_handle = ffi.new_handle(plugin_log)
     host = ffi.new("km_host *", {
         "struct_size": ffi.sizeof("km_host"),
         "abi_major": ABI_MAJOR,
@@ -152,6 +169,7 @@ def _load(path: str) -> LoadedPlugin:
                              f"{ABI_MAJOR}.0's {ffi.sizeof('km_plugin')} bytes")
     name = _c_string(desc.plugin_name, display, "plugin_name")
     version = _c_string(desc.plugin_version, display, "plugin_version", allow_empty=True)
+    plugin_log.plugin = name
     if desc.free == ffi.NULL:
         raise _fail(display, "km_plugin.free is NULL (the host needs it to release plugin buffers)")
     if desc.factories == ffi.NULL or not 1 <= desc.factory_count <= MAX_FACTORIES:

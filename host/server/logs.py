@@ -81,16 +81,22 @@ def _dumps(doc: dict) -> str:
     return json.dumps(doc, separators=(",", ":"), default=str)
 
 
+# The trees that write JSON lines: the server's, and the host's (registry, loader, and every
+# plugin's km_host.log lines under host.plugin.<file>, tagged with plugin and request id).
+LOGGER_TREES = (LOGGER_NAME.split(".")[0], "host")
+
+
 def configure(verbosity: int = 0, stream=None) -> None:
-    """JSON lines on stderr for the server's loggers (and the host's), once per process."""
-    root = logging.getLogger("platform")
-    if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+    """JSON lines on stderr for the server's loggers and the host's, once per process."""
+    if any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger(LOGGER_TREES[0]).handlers):
         return
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
-    root.propagate = False
+    for name in LOGGER_TREES:
+        tree = logging.getLogger(name)
+        tree.addHandler(handler)
+        tree.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
+        tree.propagate = False
 
 
 def new_request_id() -> str:
