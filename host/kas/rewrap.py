@@ -14,8 +14,10 @@
       NanoTDF (`header`): kid from the header's resource locator; DEK =
         HKDF(ECDH(KAS key, header's ephemeral key), salt SHA-256("L1L")); the
         ECDH runs where the key lives (locally after the manager unwrapped the
-        private key, or in the manager for remote keys); binding = last 8
-        bytes of SHA-256(policy body)
+        private key, or in the manager for remote keys); binding: GMAC with
+        the DEK or ECDSA by the ephemeral key (host.kas.nanotdf), or the
+        unkeyed SHA-256 form only while no custom decision hook is set; the
+        policy decided on is the header's, never the request's policy.body
     rewrap the DEK for the client:
       RSA clientPublicKey (>= 2048 bits) -> RSA-OAEP-SHA1(DEK)
       EC clientPublicKey -> a fresh KAS session key on the client's curve:
@@ -61,6 +63,8 @@ MAX_WRAPPED_KEY_BYTES = 1024
 LEGACY_NANO_KID = "e1"
 STATUS_PERMIT, STATUS_FAIL = "permit", "fail"
 REQUIRE_SIGNED_ENV = "PLATFORM_KAS_REQUIRE_SIGNED_REQUESTS"
+DENIED = "access denied by the access decision for this policy"
+_UNDECIDED = object()
 
 
 class Caller(NamedTuple):  # immutable and cheap to build: one per Rewrap
@@ -193,44 +197,34 @@ class Rewrapper:
         return keys
 
     def _policy(self, req: dict, client: _ClientKey, caller: Caller, ctx, keys: dict | None = None) -> PolicyResult:
+        """The hook is asked about exactly the policy each released object is bound to: a standard
+        TDF's objects are HMAC-bound to the request's policy body (one question per policy, before
+        any unwrap; an object not bound to that body fails its binding check); a NanoTDF object is
+        bound to its own header's policy (one question per object, once its binding verified)."""
         policy = req.get("policy") if isinstance(req.get("policy"), dict) else {}
         policy_id = policy.get("id") if isinstance(policy.get("id"), str) else ""
         out = PolicyResult(policy_id)
-        kaos = req.get("keyAccessObjects")
-        entries = [(_kao_id(item, i), item) for i, item in enumerate(kaos)]
         policy_body = policy.get("body")
-        nano = any(isinstance(item, dict) and isinstance(item.get("keyAccessObject"), dict)
-                   and item["keyAccessObject"].get("header") for _, item in entries)
-        headers: dict[str, nanotdf.NanoHeader] = {}
-        if nano:
-            for kao_id, item in entries:
-                try:
-                    headers[kao_id] = nanotdf.parse_header(_b64(_kao(item).get("header"), "header"))
-                except errors.PlatformError:
-                    pass  # reported per object below
-        try:
-            if self.decide is decisions.allow_authenticated:
-                # the default hook reads only the roles: no request (nor policy decode) to build for it
-                allowed = decisions.has_client_role(caller.roles)
-            else:
-                allowed = self.decide(decisions.DecisionRequest(
-                    subject=caller.subject, roles=caller.roles, policy_id=policy_id,
-                    policy=_policy_json(policy_body, headers),
-                    key_ids=tuple(str(_kao(item).get("kid", "")) for _, item in entries if isinstance(item, dict)),
-                    container="nanotdf" if nano else "ztdf"))
-            denial = None if allowed else errors.PermissionDenied("access denied by the access decision for this policy")
-        except Exception as exc:  # a broken hook fails closed
-            log.error("access decision hook raised", extra={"fields": {"error_type": type(exc).__name__}})
-            denial = errors.Internal("the access decision could not be made")
-        for kao_id, item in entries:
+        custom = self.decide is not decisions.allow_authenticated
+        # the default hook reads only the roles: no request (nor policy decode) to build for it
+        denial = None if custom or decisions.has_client_role(caller.roles) else errors.PermissionDenied(DENIED)
+        tdf_denial = _UNDECIDED
+        for i, item in enumerate(req.get("keyAccessObjects")):
+            kao_id = _kao_id(item, i)
             if denial is not None:
                 out.results.append(_failed(kao_id, denial))
                 continue
             try:
                 kao = _kao(item)
                 if kao.get("header"):
-                    dek, salt = self._nano_dek(kao, ctx), nanotdf.NANO_SALT
+                    dek, salt = self._nano_dek(kao, ctx, caller, policy_id, custom), nanotdf.NANO_SALT
                 else:
+                    if custom:
+                        if tdf_denial is _UNDECIDED:
+                            tdf_denial = self._decision(caller, policy_id, _policy_json(policy_body),
+                                                        _kids(req.get("keyAccessObjects")), "ztdf")
+                        if tdf_denial is not None:
+                            raise tdf_denial
                     dek, salt = self._tdf_dek(kao, policy_body, ctx, keys), crypto.TDF_SALT
                 out.results.append(KaoResult(kao_id, STATUS_PERMIT, client.seal(dek, salt)))
             except errors.PlatformError as e:
@@ -240,6 +234,17 @@ class Rewrapper:
                           extra={"fields": {"error_type": type(exc).__name__}})
                 out.results.append(_failed(kao_id, errors.Internal("internal error while rewrapping this object")))
         return out
+
+    def _decision(self, caller: Caller, policy_id: str, policy, key_ids: tuple, container: str):
+        """The custom hook's answer as the error to fail with, or None to permit."""
+        try:
+            allowed = self.decide(decisions.DecisionRequest(subject=caller.subject, roles=caller.roles,
+                                                            policy_id=policy_id, policy=policy, key_ids=key_ids,
+                                                            container=container))
+        except Exception as exc:  # a broken hook fails closed
+            log.error("access decision hook raised", extra={"fields": {"error_type": type(exc).__name__}})
+            return errors.Internal("the access decision could not be made")
+        return None if allowed else errors.PermissionDenied(DENIED)
 
     # ---- standard TDF --------------------------------------------------------
     def _tdf_dek(self, kao: dict, policy_body, ctx, keys: dict | None = None) -> bytes:
@@ -277,18 +282,31 @@ class Rewrapper:
         return dek
 
     # ---- NanoTDF ----------------------------------------------------------------
-    def _nano_dek(self, kao: dict, ctx) -> bytes:
+    def _nano_dek(self, kao: dict, ctx, caller: Caller, policy_id: str, custom: bool) -> bytes:
+        """The payload key of a NanoTDF header whose policy binding verifies; with a custom hook,
+        also decided on the header's own policy. The unkeyed binding passes only without one."""
         header = nanotdf.parse_header(_b64(kao.get("header"), "header"))
-        header.check_binding()
+        unkeyed = header.unkeyed_binding()
+        if unkeyed and custom:  # refused before any key operation
+            raise errors.PermissionDenied(nanotdf.UNKEYED_REFUSED)
         key = self._key(header.kid or None, algorithm=header.algorithm, nano=True)
         if key.algorithm != header.algorithm:
             raise errors.InvalidArgument(f"key {key.key_id!r} is {key.algorithm}, the NanoTDF uses {header.algorithm}")
         ephemeral = crypto.load_ephemeral_public_key(header.ephemeral_key, key.algorithm)
+        if header.ecdsa_binding:
+            header.check_signature(ephemeral)
         shared = self.keys.unwrap_path.shared_secret(key, ephemeral, ctx)
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-        return HKDF(algorithm=hashes.SHA256(), length=32, salt=nanotdf.NANO_SALT, info=None).derive(shared)
+        dek = HKDF(algorithm=hashes.SHA256(), length=32, salt=nanotdf.NANO_SALT, info=None).derive(shared)
+        if not header.ecdsa_binding and not unkeyed:
+            header.check_gmac(dek)
+        if custom:
+            denial = self._decision(caller, policy_id, header.policy(dek), (header.kid,), "nanotdf")
+            if denial is not None:
+                raise denial
+        return dek
 
     # ---- key lookup -----------------------------------------------------------
     def kas_id(self) -> str:
@@ -380,17 +398,19 @@ def _binding(value) -> bytes:
     return raw
 
 
-def _policy_json(policy_body, headers: dict):
-    """The policy as JSON for the decision hook, when it can be read."""
+def _policy_json(policy_body):
+    """A standard TDF's policy (base64 JSON) for the decision hook, when it can be read."""
+    if not isinstance(policy_body, str) or not policy_body:
+        return None
     try:
-        if isinstance(policy_body, str) and policy_body:
-            return json.loads(base64.b64decode(policy_body, validate=True))
-        for h in headers.values():
-            if h.policy_type == nanotdf.POLICY_PLAIN:
-                return json.loads(h.policy_body)
+        return json.loads(base64.b64decode(policy_body, validate=True))
     except (ValueError, binascii.Error, RecursionError):
         return None
-    return None
+
+
+def _kids(items) -> tuple[str, ...]:
+    return tuple(str(item["keyAccessObject"].get("kid", "")) for item in items
+                 if isinstance(item, dict) and isinstance(item.get("keyAccessObject"), dict))
 
 
 def _ec_algorithm(pem) -> str:

@@ -142,10 +142,10 @@ def test_nanotdf_header_parsing(cut, message):
     if cut is None:
         h = nanotdf.parse_header(header)
         assert (h.kas_url, h.kid, h.algorithm, h.ephemeral_key) == ("http://kas.test/", "e1", "ec:secp256r1", eph)
-        h.check_binding()
-        bad = nanotdf.parse_header(header.replace(policy, b'{"body":[]}'))
+        assert h.unkeyed_binding() and h.tag_size == 16 and h.policy(b"k" * 32) == {"body": {}}
+        assert not nanotdf.parse_header(header.replace(policy, b'{"body":[]}')).unkeyed_binding()
         with pytest.raises(errors.PermissionDenied, match="policy binding mismatch"):
-            bad.check_binding()
+            h.check_gmac(b"k" * 32)  # 8 bytes that are no GMAC under this key
         return
     data = b"XYZ" + header[3:] if cut == 2 else header[:-cut]
     with pytest.raises(errors.InvalidArgument, match=message):
