@@ -20,8 +20,12 @@ Which key the token must verify with, in order (as OpenTDF's KAS decides):
    on it.
 
 Always: the token must parse, name an asymmetric algorithm (never `none` or
-HMAC), carry `exp` and not be expired (30 s leeway), and carry `requestBody`
-as a JSON object in a string. The caller is authenticated separately (bearer
+HMAC), carry `exp` and not be expired (30 s leeway), live no longer than the
+maximum lifetime (PLATFORM_KAS_MAX_TOKEN_LIFETIME seconds, default 7200 - what
+otdf-python gives its tokens: exp - iat, or exp - now without iat), and carry
+`requestBody` as a JSON object in a string. A token with a `jti` is accepted
+once: the id is remembered for the token's lifetime, per process and bounded
+(the oldest ids go first when full); another worker or node does not know it. The caller is authenticated separately (bearer
 token); this module only decides whether the request body is trustworthy.
 """
 
@@ -31,6 +35,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import threading
 import time
 import urllib.parse
@@ -43,6 +48,9 @@ import pybase64
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from host.errors import InvalidArgument, Unauthenticated
+
+MAX_LIFETIME_ENV = "PLATFORM_KAS_MAX_TOKEN_LIFETIME"
+DEFAULT_MAX_LIFETIME_SECONDS = 7200
 
 ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 DPOP_ALGORITHMS = ("RS256", "PS256", "ES256", "ES384")
@@ -71,19 +79,34 @@ def jwk_thumbprint(jwk: dict) -> str:
     return b64url(hashlib.sha256(canonical.encode()).digest())
 
 
-class _SeenJti:
-    """Bounded memory of recent DPoP proof ids (replay protection within one process)."""
+def max_lifetime_from_env(env=None) -> int:
+    """PLATFORM_KAS_MAX_TOKEN_LIFETIME (whole seconds, > 0), else the default."""
+    raw = (os.environ if env is None else env).get(MAX_LIFETIME_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_LIFETIME_SECONDS
+    if not raw.isdigit() or int(raw) <= 0:
+        raise InvalidArgument(f"{MAX_LIFETIME_ENV} must be a whole number of seconds above 0, got {raw[:40]!r}")
+    return int(raw)
 
-    def __init__(self, limit: int = 50_000):
+
+class _SeenJti:
+    """Bounded memory of recent token ids (replay protection within one process): an id is
+    kept `retention_seconds` after it was first seen, or until `limit` newer ones push it out."""
+
+    def __init__(self, limit: int = 50_000, retention_seconds: float = 2 * DPOP_MAX_AGE_SECONDS):
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._limit = limit
+        self._retention = retention_seconds
         self._lock = threading.Lock()
 
+    def __len__(self) -> int:
+        return len(self._seen)
+
     def add(self, jti: str, now: float) -> bool:
-        """False when `jti` was seen within the proof lifetime."""
+        """False when `jti` was seen within the retention."""
         with self._lock:
             while self._seen and (len(self._seen) >= self._limit
-                                  or next(iter(self._seen.values())) < now - 2 * DPOP_MAX_AGE_SECONDS):
+                                  or next(iter(self._seen.values())) < now - self._retention):
                 self._seen.popitem(last=False)
             if jti in self._seen:
                 return False
@@ -92,9 +115,12 @@ class _SeenJti:
 
 
 class SrtVerifier:
-    def __init__(self, require_signature: bool = False):
+    def __init__(self, require_signature: bool = False, max_lifetime: int | None = None):
         self.require_signature = require_signature
+        self.max_lifetime = max_lifetime_from_env() if max_lifetime is None else max_lifetime
         self._jti = _SeenJti()
+        # a request token is refused once expired, at most max_lifetime (+ leeway) after it was seen
+        self._request_jti = _SeenJti(retention_seconds=self.max_lifetime + 2 * LEEWAY_SECONDS)
 
     # ---- DPoP ------------------------------------------------------------------
     def dpop_key(self, proof: str | None, *, access_token: str | None, path: str, host: str | None,
@@ -161,19 +187,33 @@ class SrtVerifier:
                 raise Unauthenticated("signed_request_token could not be parsed or validated")
             if not signed:
                 raise Unauthenticated("signed_request_token signature does not verify with the DPoP key")
-            claims = _claims(jws)
+            claims = _claims(jws, self.max_lifetime)
             if not _registered_claims_valid(claims):
                 raise Unauthenticated("signed_request_token could not be parsed or validated")
-            return VerifiedRequest(_request_body(claims), "dpop")
+            body = _request_body(claims)
+            self._first_use(claims)
+            return VerifiedRequest(body, "dpop")
 
-        claims = _claims(jws)
+        claims = _claims(jws, self.max_lifetime)
         body = _request_body(claims)
         client_key = _client_key(body.get("clientPublicKey"))
         if not self.require_signature:
+            self._first_use(claims)
             return VerifiedRequest(body, "unverified", client_key)  # why no check: module docstring, 3.
         if client_key is not None and jws.signed_by(client_key, alg) and _registered_claims_valid(claims):
+            self._first_use(claims)
             return VerifiedRequest(body, "client-key", client_key)
         raise Unauthenticated("signed_request_token does not verify with a DPoP key or the client public key")
+
+    def _first_use(self, claims: dict) -> None:
+        """Refuse a token whose jti was seen (last check: only otherwise acceptable tokens count)."""
+        jti = claims.get("jti")
+        if jti is None:
+            return
+        if not isinstance(jti, str) or not jti or len(jti) > 256:
+            raise Unauthenticated("signed_request_token could not be parsed or validated")
+        if not self._request_jti.add(jti, time.time()):
+            raise Unauthenticated("signed_request_token was already used (jti replay)")
 
 
 # ---- JWS compact serialization -------------------------------------------------
@@ -248,8 +288,9 @@ class _Jws(NamedTuple):
             return None
 
 
-def _claims(jws: _Jws) -> dict:
-    """The payload, with exp required and exp/iat/nbf checked (30 s leeway), as PyJWT checks them."""
+def _claims(jws: _Jws, max_lifetime: int) -> dict:
+    """The payload, with exp required and exp/iat/nbf checked (30 s leeway), as PyJWT checks them,
+    and a lifetime (exp - iat, or exp - now without iat) of at most `max_lifetime` (+ leeway)."""
     try:
         claims = _json(jws.payload)
     except (ValueError, RecursionError):
@@ -259,6 +300,7 @@ def _claims(jws: _Jws) -> dict:
     if claims.get("exp") is None:
         raise Unauthenticated("signed_request_token must carry an exp claim")
     now = time.time()
+    start = now
     for name in ("iat", "nbf", "exp"):
         if name not in claims:
             continue
@@ -266,10 +308,15 @@ def _claims(jws: _Jws) -> dict:
             value = int(claims[name])
         except (ValueError, TypeError, OverflowError):
             raise Unauthenticated("signed_request_token could not be parsed or validated") from None
-        if name == "exp" and value <= now - LEEWAY_SECONDS:
-            raise Unauthenticated("signed_request_token has expired")
-        if name != "exp" and value > now + LEEWAY_SECONDS:
+        if name == "exp":
+            if value <= now - LEEWAY_SECONDS:
+                raise Unauthenticated("signed_request_token has expired")
+            if value - start > max_lifetime + LEEWAY_SECONDS:
+                raise Unauthenticated(f"signed_request_token lives longer than the maximum lifetime ({max_lifetime} s)")
+        elif value > now + LEEWAY_SECONDS:
             raise Unauthenticated("signed_request_token is not valid yet (iat/nbf in the future)")
+        elif name == "iat":
+            start = value
     return claims
 
 

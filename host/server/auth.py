@@ -12,7 +12,8 @@ OIDC: PLATFORM_OIDC_ISSUER, PLATFORM_OIDC_AUDIENCE, PLATFORM_OIDC_JWKS (a
 file path or an http(s) URL), PLATFORM_OIDC_ROLE_CLAIM (default "roles"; a
 dotted path such as "realm_access.roles" reaches into nested claims),
 PLATFORM_OIDC_ADMIN_ROLE (default "opentdf-admin"), PLATFORM_OIDC_CLIENT_ROLE
-(default "opentdf-standard"). RS256 and ES256 only; exp is required.
+(default "opentdf-standard"). RS256 and ES256 only; exp is required. A token without
+`kid` is tried against every signing key of its algorithm's type.
 
 Failures are `unauthenticated` (401) or `permission_denied` (403) with a fixed
 message: the caller learns nothing about why.
@@ -33,6 +34,7 @@ from host.errors import InvalidArgument, PermissionDenied, Unauthenticated
 ADMIN = "admin"
 CLIENT = "client"
 ALGORITHMS = ("RS256", "ES256")
+_KEY_TYPES = {"RS256": "RSA", "ES256": "EC"}  # the JWK key type each algorithm verifies with
 
 UNAUTHENTICATED_MESSAGE = "unauthenticated"
 PERMISSION_DENIED_MESSAGE = "permission denied"
@@ -42,6 +44,24 @@ PERMISSION_DENIED_MESSAGE = "permission denied"
 class Identity:
     subject: str          # for logs: "token:<first 8 hex of the hash>" or the JWT's sub
     roles: frozenset[str]
+
+
+# Procedures anyone may call without credentials (OpenTDF serves the KAS public key so).
+PUBLIC = "public"
+ANONYMOUS = Identity(subject="anonymous", roles=frozenset())
+PUBLIC_KEY_REQUIRES_AUTH_ENV = "PLATFORM_KAS_PUBLIC_KEY_REQUIRES_AUTH"
+
+
+def public_key_role(env: Mapping[str, str] | None = None) -> str:
+    """The role kas.AccessService/PublicKey and GET /kas/v2/kas_public_key require: PUBLIC by
+    default, CLIENT when PLATFORM_KAS_PUBLIC_KEY_REQUIRES_AUTH is 1/true/yes/on."""
+    env = os.environ if env is None else env
+    value = (env.get(PUBLIC_KEY_REQUIRES_AUTH_ENV) or "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return PUBLIC
+    if value in ("1", "true", "yes", "on"):
+        return CLIENT
+    raise InvalidArgument(f"{PUBLIC_KEY_REQUIRES_AUTH_ENV} must be true or false, got {value[:20]!r}")
 
 
 def _digest(token: str) -> bytes:
@@ -103,14 +123,20 @@ class OidcVerifier:
                 raise InvalidArgument(f"PLATFORM_OIDC_JWKS: cannot load JWKS file {settings.jwks}: "
                                       f"{type(e).__name__}") from None
 
-    def _signing_key(self, token: str):
+    def _candidate_keys(self, header: dict) -> list:
+        """The keys a token may be signed with: the one its `kid` names, or - without a kid -
+        every signing key of the algorithm's type (an issuer may list several, and rotates)."""
+        kid = header.get("kid")
         if self._client is not None:
-            return self._client.get_signing_key_from_jwt(token).key
-        kid = self._jwt.get_unverified_header(token).get("kid")
-        keys = [k for k in self._keyset.keys if kid is None or k.key_id == kid]
-        if not keys:
-            raise self._jwt.exceptions.InvalidTokenError("no matching key")
-        return keys[0].key
+            if kid is not None:
+                return [self._client.get_signing_key(kid).key]  # refetches the JWKS for an unknown kid
+            keys = self._client.get_signing_keys()
+        else:
+            keys = self._keyset.keys
+            if kid is not None:
+                return [k.key for k in keys if k.key_id == kid]
+        kty = _KEY_TYPES[header["alg"]]
+        return [k.key for k in keys if k.key_type == kty and k.public_key_use in (None, "sig")]
 
     def verify(self, token: str) -> Identity | None:
         """The caller's identity, or None when the token is not acceptable for any reason."""
@@ -119,9 +145,17 @@ class OidcVerifier:
             header = jwt.get_unverified_header(token)
             if header.get("alg") not in ALGORITHMS:
                 return None
-            claims = jwt.decode(token, self._signing_key(token), algorithms=list(ALGORITHMS),
-                                audience=self.settings.audience, issuer=self.settings.issuer,
-                                options={"require": ["exp", "iss", "aud"]}, leeway=30)
+            claims = None
+            for key in self._candidate_keys(header):
+                try:
+                    claims = jwt.decode(token, key, algorithms=[header["alg"]],
+                                        audience=self.settings.audience, issuer=self.settings.issuer,
+                                        options={"require": ["exp", "iss", "aud"]}, leeway=30)
+                    break
+                except (jwt.exceptions.InvalidSignatureError, jwt.exceptions.InvalidKeyError):
+                    continue  # not this key; claim errors are the same with every key and end the loop
+            if claims is None:
+                return None
         except Exception:  # any failure (bad signature, expired, JWKS unreachable) is just "no"
             return None
         values = _claim(claims, self.settings.role_claim)
@@ -186,6 +220,8 @@ class Authenticator:
         return identity
 
     def authorize(self, authorization: str | None, role: str) -> Identity:
+        if role == PUBLIC:  # no credentials needed; a token sent along is not even looked at
+            return ANONYMOUS
         identity = self.authenticate(authorization)
         if role not in identity.roles:
             raise PermissionDenied(PERMISSION_DENIED_MESSAGE)
