@@ -3,7 +3,12 @@
 Enums: KeyMode <-> "local" | "provider" | "remote" | "public_key";
 Algorithm <-> "rsa:2048" | "rsa:4096" | "ec:secp256r1" | "ec:secp384r1" | "ec:secp521r1";
 KeyStatus <-> "active" | "rotated". Pagination follows OpenTDF: limit 0 means
-the default, next_offset 0 means there is no next page.
+the default, next_offset 0 means there is no next page (page sizes: the store's
+host.store.validation.list_limits).
+
+Wire forms as OpenTDF: AsymmetricKey.public_key_ctx.pem is base64 of the PEM
+text (SimpleKasPublicKey.pem is the PEM itself); a key's embedded provider
+config carries no config_json (only the provider-config RPCs hand that out).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import datetime as dt
 
 from host.errors import InvalidArgument
 from host.server.protos import common_pb2, objects_pb2, selectors_pb2
+from host.service.keys import pem_base64
 
 KEY_MODES = {
     objects_pb2.KEY_MODE_CONFIG_ROOT_KEY: "local",
@@ -34,7 +40,30 @@ _MODE_ENUM = {v: k for k, v in KEY_MODES.items()}
 _ALG_ENUM = {v: k for k, v in ALGORITHMS.items()}
 _STATUS_ENUM = {v: k for k, v in KEY_STATUSES.items()}
 
-DEFAULT_PAGE_LIMIT = 100
+_DIRECTIONS = {selectors_pb2.SORT_DIRECTION_ASC: "asc", selectors_pb2.SORT_DIRECTION_DESC: "desc",
+               selectors_pb2.SORT_DIRECTION_UNSPECIFIED: "desc"}
+
+
+def sort(items, fields: dict[int, str], field: str = "sort") -> tuple[str, str] | None:
+    """The first (and only) sort item of a List request as (field, direction); None when absent.
+    An unspecified field sorts by created_at, an unspecified direction descends (as OpenTDF)."""
+    if not items:
+        return None
+    if len(items) > 1:
+        raise InvalidArgument(f"{field}: at most one sort item")
+    item = items[0]
+    if item.field not in fields and item.field != 0:
+        raise InvalidArgument(f"{field}[0].field: unknown sort field {item.field}")
+    if item.direction not in _DIRECTIONS:
+        raise InvalidArgument(f"{field}[0].direction: unknown sort direction {item.direction}")
+    return fields.get(item.field, "created_at"), _DIRECTIONS[item.direction]
+
+
+def metadata_update(req) -> tuple[dict[str, str] | None, bool]:
+    """(labels, extend) from an Update request's metadata and metadata_update_behavior (EXTEND by default)."""
+    if not req.HasField("metadata"):
+        return None, True
+    return dict(req.metadata.labels), req.metadata_update_behavior != common_pb2.METADATA_UPDATE_ENUM_REPLACE
 
 
 def key_mode(value: int, field: str = "key_mode") -> str:
@@ -67,14 +96,15 @@ def labels(metadata) -> dict[str, str] | None:
     return dict(metadata.labels) if metadata is not None else None
 
 
-def page(pagination: selectors_pb2.PageRequest | None) -> tuple[int, int]:
+def page(pagination: selectors_pb2.PageRequest | None) -> tuple[int | None, int]:
+    """(limit or None for the store's default, offset); the store checks the bounds."""
     limit = pagination.limit if pagination is not None else 0
     offset = pagination.offset if pagination is not None else 0
     if limit < 0:
         raise InvalidArgument("pagination.limit must not be negative")
     if offset < 0:
         raise InvalidArgument("pagination.offset must not be negative")
-    return (limit or DEFAULT_PAGE_LIMIT), offset
+    return (limit or None), offset
 
 
 def page_response(offset: int, count: int, total: int) -> selectors_pb2.PageResponse:
@@ -96,6 +126,8 @@ def _utc(t: dt.datetime) -> dt.datetime:
 
 
 def provider_config(pc, include_config: bool = True) -> objects_pb2.KeyProviderConfig:
+    """include_config=False: without config_json (it may hold credentials); for everything but
+    the provider-config RPCs themselves."""
     return objects_pb2.KeyProviderConfig(
         id=pc.id, name=pc.name, manager=pc.manager,
         config_json=pc.config_json if include_config else b"",
@@ -124,11 +156,13 @@ def kas_key(key) -> objects_pb2.KasKey:
         key_mode=_MODE_ENUM.get(key.mode, objects_pb2.KEY_MODE_UNSPECIFIED),
         metadata=metadata(key.labels, key.created_at, key.updated_at))
     if key.public_key_pem:
-        ak.public_key_ctx.pem = key.public_key_pem
+        ak.public_key_ctx.pem = pem_base64(key.public_key_pem)
+    if getattr(key, "legacy", False):
+        ak.legacy = True
     ctx = key.private_key_ctx or {}
     if ctx.get("key_id") or ctx.get("wrapped_key"):
         ak.private_key_ctx.key_id = ctx.get("key_id") or ""
         ak.private_key_ctx.wrapped_key = ctx.get("wrapped_key") or ""
     if key.provider_config is not None:
-        ak.provider_config.CopyFrom(provider_config(key.provider_config))
+        ak.provider_config.CopyFrom(provider_config(key.provider_config, include_config=False))
     return objects_pb2.KasKey(kas_id=key.kas_id, kas_uri=key.kas_uri, key=ak)

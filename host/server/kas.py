@@ -1,4 +1,7 @@
-"""kas.AccessService/PublicKey and the legacy GET /kas/v2/kas_public_key (client role).
+"""kas.AccessService/PublicKey and the legacy GET /kas/v2/kas_public_key.
+
+Both are public by default, as in OpenTDF; PLATFORM_KAS_PUBLIC_KEY_REQUIRES_AUTH=true
+makes them require a client token (host.server.auth.public_key_role).
 
     algorithm  "rsa:2048" (default), "rsa:4096", "ec:secp256r1", ...; "rsa" and "ec" as shorthands
     fmt        "" or "pkcs8" -> PEM; "jwk" -> a JWK (JSON text)
@@ -17,6 +20,7 @@ import os
 from anyio import to_thread
 
 from host.errors import InvalidArgument
+from host.server import auth
 from host.server.connect import Call, procedures_for
 from host.server.protos import kas_pb2
 
@@ -63,5 +67,5 @@ def _jwk(pem: str, kid: str) -> str:
 
 def procedures(platform, handlers: KasHandlers | None = None):
     h = handlers or KasHandlers(platform)
-    return procedures_for(SERVICE, {"PublicKey": h.public_key}, role="client", message_module=kas_pb2,
-                          side_effect_free=("PublicKey",))
+    return procedures_for(SERVICE, {"PublicKey": h.public_key}, role=auth.public_key_role(),
+                          message_module=kas_pb2, side_effect_free=("PublicKey",))

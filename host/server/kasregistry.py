@@ -1,29 +1,38 @@
-"""policy.kasregistry.KeyAccessServerRegistryService: the KAS registry and its keys (admin only).
+"""policy.kasregistry.KeyAccessServerRegistryService: the KAS registry and its keys (admin only),
+plus the KAS-key RPC of policy.unsafe.UnsafeService (UnsafeDeleteKasKey).
 
-Served: CreateKeyAccessServer, GetKeyAccessServer, ListKeyAccessServers,
-CreateKey, GetKey, ListKeys, RotateKey. The other methods of the service
-answer `unimplemented` (the router does not know them).
+Every method of the service in otdf-python 0.11.0's protos is served except
+ListKeyAccessServerGrants (grants need attributes and namespaces, which this
+platform does not serve). ListKeyMappings answers with no mappings for the
+same reason (after checking that the key exists).
 
 Key creation follows OpenTDF's wire contract: the caller supplies the public
-key, and for local and provider modes the private key already wrapped
-(`private_key_ctx.wrapped_key`, base64) by the root key or by the provider's
-key named in `private_key_ctx.key_id`. We unwrap it once to prove it belongs
-to the public key, then hand it to the key service, which stores it wrapped.
+key (base64 of the PEM; raw PEM is accepted too), and for local and provider
+modes the private key already wrapped (`private_key_ctx.wrapped_key`, base64)
+by the root key or by the provider's key named in `private_key_ctx.key_id`.
+The key service checks that it unwraps to the public key's private key and
+stores it as sent. Handlers only translate messages; rules live in the
+service and the store.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 from anyio import to_thread
 
-from host.errors import FailedPrecondition, InvalidArgument, PlatformError
+from host.errors import InvalidArgument
 from host.server import convert
 from host.server.connect import Call, procedures_for
-from host.server.protos import kasregistry_pb2 as kr
+from host.server.protos import _import_generated, kasregistry_pb2 as kr
 
 SERVICE = kr.DESCRIPTOR.services_by_name["KeyAccessServerRegistryService"]
+unsafe_pb2, = _import_generated("policy.unsafe", ("unsafe_pb2",))
+UNSAFE_SERVICE = unsafe_pb2.DESCRIPTOR.services_by_name["UnsafeService"]
+
+_KEY_SORT = {kr.SORT_KAS_KEYS_TYPE_KEY_ID: "key_id", kr.SORT_KAS_KEYS_TYPE_CREATED_AT: "created_at",
+             kr.SORT_KAS_KEYS_TYPE_UPDATED_AT: "updated_at"}
+_KAS_SORT = {kr.SORT_KEY_ACCESS_SERVERS_TYPE_NAME: "name", kr.SORT_KEY_ACCESS_SERVERS_TYPE_URI: "uri",
+             kr.SORT_KEY_ACCESS_SERVERS_TYPE_CREATED_AT: "created_at",
+             kr.SORT_KEY_ACCESS_SERVERS_TYPE_UPDATED_AT: "updated_at"}
 
 
 class KasRegistryHandlers:
@@ -36,7 +45,7 @@ class KasRegistryHandlers:
             raise InvalidArgument("public_key: cached/remote KAS public keys are not supported; "
                                   "register the KAS, then add keys with CreateKey")
         labels = convert.labels(req.metadata) if req.HasField("metadata") else None
-        kas = await to_thread.run_sync(self.platform.store.kas.create, req.uri, req.name, labels)
+        kas = await to_thread.run_sync(self.platform.store.kas.create, req.uri, req.name or None, labels)
         return kr.CreateKeyAccessServerResponse(key_access_server=convert.key_access_server(kas))
 
     async def get_key_access_server(self, req: kr.GetKeyAccessServerRequest, call: Call):
@@ -44,7 +53,7 @@ class KasRegistryHandlers:
 
         def get():
             kas = self.platform.store.kas.get(ref)
-            keys, _ = self.platform.store.keys.list(kas_id=kas.id, limit=convert.DEFAULT_PAGE_LIMIT, status="active")
+            keys, _ = self.platform.store.keys.list(kas_id=kas.id, status="active")
             return kas, keys
 
         kas, keys = await to_thread.run_sync(get)
@@ -52,38 +61,40 @@ class KasRegistryHandlers:
 
     async def list_key_access_servers(self, req: kr.ListKeyAccessServersRequest, call: Call):
         limit, offset = convert.page(req.pagination if req.HasField("pagination") else None)
-        servers, total = await to_thread.run_sync(lambda: self.platform.store.kas.list(limit=limit, offset=offset))
+        order = convert.sort(req.sort, _KAS_SORT)
+        servers, total = await to_thread.run_sync(lambda: self.platform.store.kas.list(
+            limit=limit, offset=offset, sort=order))
         return kr.ListKeyAccessServersResponse(
             key_access_servers=[convert.key_access_server(k) for k in servers],
             pagination=convert.page_response(offset, len(servers), total))
 
+    async def update_key_access_server(self, req: kr.UpdateKeyAccessServerRequest, call: Call):
+        if req.HasField("public_key"):
+            raise InvalidArgument("public_key: cached/remote KAS public keys are not supported; use the key RPCs")
+        labels, extend = convert.metadata_update(req)
+        kas = await to_thread.run_sync(lambda: self.platform.store.kas.update(
+            req.id, uri=req.uri or None, name=req.name or None, labels=labels, extend_labels=extend))
+        return kr.UpdateKeyAccessServerResponse(key_access_server=convert.key_access_server(kas))
+
+    async def delete_key_access_server(self, req: kr.DeleteKeyAccessServerRequest, call: Call):
+        kas = await to_thread.run_sync(self.platform.store.kas.delete, req.id)
+        return kr.DeleteKeyAccessServerResponse(key_access_server=convert.key_access_server(kas))
+
     # ---- keys -----------------------------------------------------------------
     async def create_key(self, req: kr.CreateKeyRequest, call: Call):
-        if req.legacy:
-            raise InvalidArgument("legacy: legacy keys are not supported")
         algorithm = convert.algorithm(req.key_algorithm)
         mode = convert.key_mode(req.key_mode)
         labels = convert.labels(req.metadata) if req.HasField("metadata") else None
+        options = _key_options(req.public_key_ctx if req.HasField("public_key_ctx") else None,
+                               req.private_key_ctx if req.HasField("private_key_ctx") else None,
+                               req.provider_config_id)
         ctx = call.context()
-
-        def create():
-            options = self._key_material(mode, algorithm, req.public_key_ctx.pem,
-                                         req.private_key_ctx if req.HasField("private_key_ctx") else None,
-                                         req.provider_config_id, ctx, "")
-            return self.platform.keys.create_key(req.kas_id, req.key_id, algorithm, mode,
-                                                 labels=labels, ctx=ctx, **options)
-
-        key = await to_thread.run_sync(create)
+        key = await to_thread.run_sync(lambda: self.platform.keys.create_key(
+            req.kas_id, req.key_id, algorithm, mode, labels=labels, legacy=req.legacy, ctx=ctx, **options))
         return kr.CreateKeyResponse(kas_key=convert.kas_key(key))
 
     async def get_key(self, req: kr.GetKeyRequest, call: Call):
-        which = req.WhichOneof("identifier")
-        if which == "id":
-            args = {"id": req.id}
-        elif which == "key":
-            args = {"kas": _kas_ref(req.key, "key"), "key_id": req.key.kid}
-        else:
-            raise InvalidArgument("identifier: give id, or key (kas and kid)")
+        args = _key_args(req, "identifier")
         key = await to_thread.run_sync(lambda: self.platform.keys.get_key(**args))
         return kr.GetKeyResponse(kas_key=convert.kas_key(key))
 
@@ -92,10 +103,23 @@ class KasRegistryHandlers:
         which = req.WhichOneof("kas_filter")
         kas = getattr(req, which) if which else None
         algorithm = convert.algorithm(req.key_algorithm) if req.key_algorithm else None
+        legacy = req.legacy if req.HasField("legacy") else None
+        order = convert.sort(req.sort, _KEY_SORT)
         keys, total = await to_thread.run_sync(lambda: self.platform.keys.list_keys(
-            kas=kas, limit=limit, offset=offset, algorithm=algorithm))
+            kas=kas, limit=limit, offset=offset, algorithm=algorithm, legacy=legacy, sort=order))
         return kr.ListKeysResponse(kas_keys=[convert.kas_key(k) for k in keys],
                                    pagination=convert.page_response(offset, len(keys), total))
+
+    async def update_key(self, req: kr.UpdateKeyRequest, call: Call):
+        labels, extend = convert.metadata_update(req)
+
+        def update():
+            if labels is None:  # nothing to change: answer the key as it is (after checking the id)
+                return self.platform.keys.get_key(id=req.id)
+            return self.platform.keys.update_key_labels(req.id, labels, extend)
+
+        key = await to_thread.run_sync(update)
+        return kr.UpdateKeyResponse(kas_key=convert.kas_key(key))
 
     async def rotate_key(self, req: kr.RotateKeyRequest, call: Call):
         if not req.HasField("new_key"):
@@ -104,6 +128,9 @@ class KasRegistryHandlers:
         algorithm = convert.algorithm(nk.algorithm, "new_key.algorithm")
         mode = convert.key_mode(nk.key_mode, "new_key.key_mode")
         labels = convert.labels(nk.metadata) if nk.HasField("metadata") else None
+        options = _key_options(nk.public_key_ctx if nk.HasField("public_key_ctx") else None,
+                               nk.private_key_ctx if nk.HasField("private_key_ctx") else None,
+                               nk.provider_config_id)
         which = req.WhichOneof("active_key")
         ctx = call.context()
 
@@ -115,9 +142,6 @@ class KasRegistryHandlers:
                 kas, old_kid = _kas_ref(req.key, "key"), req.key.kid
             else:
                 raise InvalidArgument("active_key: give id, or key (kas and kid)")
-            options = self._key_material(mode, algorithm, nk.public_key_ctx.pem if nk.HasField("public_key_ctx") else "",
-                                         nk.private_key_ctx if nk.HasField("private_key_ctx") else None,
-                                         nk.provider_config_id, ctx, "new_key.")
             return self.platform.keys.rotate_key(kas, old_kid, nk.key_id, algorithm=algorithm, mode=mode,
                                                  labels=labels, ctx=ctx, **options)
 
@@ -125,49 +149,55 @@ class KasRegistryHandlers:
         return kr.RotateKeyResponse(kas_key=convert.kas_key(new),
                                     rotated_resources=kr.RotatedResources(rotated_out_key=convert.kas_key(old)))
 
-    # ---- helpers --------------------------------------------------------------
-    def _key_material(self, mode: str, algorithm: str, public_pem: str, private_ctx, provider_config_id: str,
-                      ctx, prefix: str) -> dict:
-        """KeyService.create_key options from the request's key contexts (runs in a worker thread)."""
-        options = {"provider_config_id": provider_config_id or None, "public_key_pem": public_pem or None}
-        key_id = private_ctx.key_id if private_ctx is not None else ""
-        wrapped_b64 = private_ctx.wrapped_key if private_ctx is not None else ""
-        if mode in ("remote", "public_key"):
-            if wrapped_b64:
-                raise InvalidArgument(f"{prefix}private_key_ctx.wrapped_key must be empty for mode {mode}")
-            if mode == "remote":
-                options["wrapping_key_id"] = key_id or None
-            return options
-        if not wrapped_b64:
-            raise InvalidArgument(f"{prefix}private_key_ctx.wrapped_key is required for mode {mode}")
-        try:
-            wrapped = base64.b64decode(wrapped_b64, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidArgument(f"{prefix}private_key_ctx.wrapped_key is not valid base64") from None
-        options["wrapping_key_id"] = key_id or None
-        options["private_key_pem"] = self._unwrap_private_key(mode, key_id, wrapped, provider_config_id, ctx, prefix)
-        return options
+    async def set_base_key(self, req: kr.SetBaseKeyRequest, call: Call):
+        args = _key_args(req, "active_key")
+        new, previous = await to_thread.run_sync(lambda: self.platform.keys.set_base_key(**args))
+        resp = kr.SetBaseKeyResponse(new_base_key=convert.simple_kas_key(new))
+        if previous is not None:
+            resp.previous_base_key.CopyFrom(convert.simple_kas_key(previous))
+        return resp
 
-    def _unwrap_private_key(self, mode: str, key_id: str, wrapped: bytes, provider_config_id: str, ctx,
-                            prefix: str) -> bytes:
-        if mode == "local":
-            root = self.platform.root_key
-            if root is None:
-                raise FailedPrecondition("local mode needs the platform root key (PLATFORM_ROOT_KEY or --root-key-file)")
-            try:
-                return root.decrypt(wrapped)
-            except PlatformError:
-                raise InvalidArgument(f"{prefix}private_key_ctx.wrapped_key was not wrapped by this platform's "
-                                      f"root key") from None
-        config = self.platform.store.providers.get(id=provider_config_id)
-        manager = self.platform.registry.manager_for(config)
-        try:
-            return manager.unwrap(key_id, wrapped, ctx)
-        except PlatformError as e:
-            if e.code in ("invalid_argument", "not_found"):
-                raise InvalidArgument(f"{prefix}private_key_ctx.wrapped_key could not be unwrapped by provider "
-                                      f"config {config.name!r} ({config.manager}): {e.message}") from None
-            raise
+    async def get_base_key(self, req: kr.GetBaseKeyRequest, call: Call):
+        key = await to_thread.run_sync(self.platform.keys.base_key)
+        resp = kr.GetBaseKeyResponse()
+        if key is not None:
+            resp.base_key.CopyFrom(convert.simple_kas_key(key))
+        return resp
+
+    async def list_key_mappings(self, req: kr.ListKeyMappingsRequest, call: Call):
+        # Mappings are attributes/namespaces/values using a key; this platform serves none of
+        # them, so every key has no mappings. A named key must still exist.
+        if req.WhichOneof("identifier") is not None:
+            args = _key_args(req, "identifier")
+            await to_thread.run_sync(lambda: self.platform.keys.get_key(**args))
+        limit, offset = convert.page(req.pagination if req.HasField("pagination") else None)
+        from host.store import validation
+        validation.page(limit, offset)  # the same bounds as every List call
+        return kr.ListKeyMappingsResponse(pagination=convert.page_response(offset, 0, 0))
+
+    async def unsafe_delete_kas_key(self, req, call: Call):
+        key = await to_thread.run_sync(lambda: self.platform.keys.unsafe_delete_key(req.id, req.kid, req.kas_uri))
+        return unsafe_pb2.UnsafeDeleteKasKeyResponse(key=convert.kas_key(key))
+
+
+def _key_options(public_ctx, private_ctx, provider_config_id: str) -> dict:
+    """KeyService.create_key options from a request's key contexts (checked by the key service)."""
+    return {"public_key_pem": (public_ctx.pem if public_ctx is not None else "") or None,
+            "wrapped_key": (private_ctx.wrapped_key if private_ctx is not None else "") or None,
+            "wrapping_key_id": (private_ctx.key_id if private_ctx is not None else "") or None,
+            "provider_config_id": provider_config_id or None}
+
+
+def _key_args(req, oneof: str) -> dict:
+    """get_key arguments from a oneof of `id` or `key` (a KasKeyIdentifier)."""
+    which = req.WhichOneof(oneof)
+    if which == "id":
+        return {"id": req.id}
+    if which == "key":
+        if not req.key.kid:
+            raise InvalidArgument("key.kid: value is required")
+        return {"kas": _kas_ref(req.key, "key"), "key_id": req.key.kid}
+    raise InvalidArgument(f"{oneof}: give id, or key (kas and kid)")
 
 
 def _kas_ref(identifier: kr.KasKeyIdentifier, field: str) -> str:
@@ -183,8 +213,16 @@ def procedures(platform):
         "CreateKeyAccessServer": h.create_key_access_server,
         "GetKeyAccessServer": h.get_key_access_server,
         "ListKeyAccessServers": h.list_key_access_servers,
+        "UpdateKeyAccessServer": h.update_key_access_server,
+        "DeleteKeyAccessServer": h.delete_key_access_server,
         "CreateKey": h.create_key,
         "GetKey": h.get_key,
         "ListKeys": h.list_keys,
+        "UpdateKey": h.update_key,
         "RotateKey": h.rotate_key,
-    }, role="admin", message_module=kr)
+        "SetBaseKey": h.set_base_key,
+        "GetBaseKey": h.get_base_key,
+        "ListKeyMappings": h.list_key_mappings,
+    }, role="admin", message_module=kr) + procedures_for(UNSAFE_SERVICE, {
+        "UnsafeDeleteKasKey": h.unsafe_delete_kas_key,
+    }, role="admin", message_module=unsafe_pb2)

@@ -42,8 +42,20 @@ class KeyService:
     def get_key(self, id=None, kas=None, key_id=None):
         return self.lifecycle.get(id=id, kas=kas, key_id=key_id)
 
-    def list_keys(self, kas=None, limit=None, offset=0, algorithm=None):
-        return self.lifecycle.list(kas=kas, limit=limit, offset=offset, algorithm=algorithm)
+    def list_keys(self, kas=None, limit=None, offset=0, algorithm=None, legacy=None, sort=None):
+        return self.lifecycle.list(kas=kas, limit=limit, offset=offset, algorithm=algorithm, legacy=legacy, sort=sort)
+
+    def update_key_labels(self, id, labels, extend=True):
+        return self.lifecycle.update_labels(id, labels, extend)
+
+    def unsafe_delete_key(self, id, key_id, kas_uri):
+        return self.lifecycle.unsafe_delete(id, key_id, kas_uri)
+
+    def base_key(self):
+        return self.lifecycle.base_key()
+
+    def set_base_key(self, id=None, kas=None, key_id=None):
+        return self.lifecycle.set_base_key(id=id, kas=kas, key_id=key_id)
 
     def public_key(self, kas=None, kid=None, algorithm=None):
         return self.lifecycle.public_key(kas=kas, kid=kid, algorithm=algorithm)

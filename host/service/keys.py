@@ -8,11 +8,17 @@ Validation follows OpenTDF's rules:
   public_key  forbidden         absent                  required
 Better than otdfctl: provider mode without a private key generates one;
 remote mode without a public key asks the manager for it.
+
+OpenTDF's wire contract for an already wrapped private key (`wrapped_key`,
+base64): we unwrap it once (root key or the provider's manager) to prove it is
+a private key of the given public key, then store the caller's text as sent.
+Public keys may be given as PEM or, as OpenTDF sends them, base64 of the PEM.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hmac
 
 from host import crypto, errors
@@ -28,6 +34,33 @@ MODE_ALIASES = {
 }
 DEFAULT_ROOT_KEY_ID = "root"
 PUBLIC_KEY_TTL = 2.0
+
+
+def pem_text(value: str | None, field: str = "public_key_ctx.pem") -> str | None:
+    """A PEM as text, from raw PEM or from base64 of the PEM text (OpenTDF's wire form)."""
+    if value is None or value == "":
+        return value or None
+    if value.lstrip().startswith("-----BEGIN"):
+        return value
+    try:
+        decoded = base64.b64decode("".join(value.split()), validate=True).decode("ascii")
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        decoded = ""
+    if not decoded.lstrip().startswith("-----BEGIN"):
+        raise errors.InvalidArgument(f"{field}: expected base64 encoded value (base64 of a PEM block, or the PEM)")
+    return decoded
+
+
+def pem_base64(pem: str | None) -> str:
+    """OpenTDF's wire form of a PEM: base64 of its text."""
+    return base64.b64encode(pem.encode("ascii")).decode("ascii") if pem else ""
+
+
+def _wrapped_bytes(wrapped_key: str) -> bytes:
+    try:
+        return base64.b64decode(wrapped_key, validate=True)
+    except (binascii.Error, ValueError):
+        raise errors.InvalidArgument("private_key_ctx.wrapped_key: expected base64 encoded value") from None
 
 
 def normalize_mode(mode: str) -> str:
@@ -46,10 +79,19 @@ class KeyLifecycle:
         self._public_keys = BoundedCache("public_keys", 1024, ttl=PUBLIC_KEY_TTL)
 
     # ---- helpers -------------------------------------------------------------
-    def kas(self, ref: str | None):
-        """A KAS by id, uri or name; None -> the only registered KAS."""
+    def kas(self, ref: str | None, relation: bool = False):
+        """A KAS by id, uri or name; None -> the only registered KAS.
+
+        relation: the KAS is referenced by a new key, so an unknown one is the
+        caller's InvalidArgument (as OpenTDF's foreign-key violation), not NotFound."""
         if ref:
-            return self._store.kas.get(ref)
+            try:
+                return self._store.kas.get(ref)
+            except errors.NotFound:
+                if not relation:
+                    raise
+                raise errors.InvalidArgument(f"kas_id {ref!r} does not reference a registered KAS "
+                                             f"(resource relation invalid)") from None
         servers, total = self._store.kas.list(limit=2)
         if total == 1:
             return servers[0]
@@ -61,7 +103,7 @@ class KeyLifecycle:
     def prepare(self, kas, key_id: str, algorithm: str, mode: str, *, wrapping_key_id: str | None = None,
                 wrapping_key: str | None = None, provider_config_id: str | None = None,
                 public_key_pem: str | None = None, private_key_pem: str | None = None,
-                ctx: CallContext | None = None) -> dict:
+                wrapped_key: str | None = None, ctx: CallContext | None = None) -> dict:
         """Validate and do the cryptographic work of a key creation; returns the row fields.
 
         Runs before any row is written, so a manager that fails during wrap
@@ -71,15 +113,23 @@ class KeyLifecycle:
         mode = normalize_mode(mode)
         if not key_id or not key_id.strip():
             raise errors.InvalidArgument("key_id must not be empty")
+        public_key_pem = pem_text(public_key_pem)
         config = None
         if mode in ("provider", "remote"):
             if not provider_config_id:
                 raise errors.InvalidArgument(f"mode {mode} requires a provider config (--provider-config-id)")
-            config = self._store.providers.get(id=provider_config_id)
+            try:
+                config = self._store.providers.get(id=provider_config_id)
+            except errors.NotFound:
+                raise errors.InvalidArgument(f"provider_config_id {provider_config_id} does not reference a "
+                                             f"provider config (resource relation invalid)") from None
         elif provider_config_id:
             raise errors.InvalidArgument(f"mode {mode} must not have a provider config (remove --provider-config-id)")
-        if mode in ("remote", "public_key") and private_key_pem:
-            raise errors.InvalidArgument(f"mode {mode} keeps no private key here; remove --private-key-pem")
+        if mode in ("remote", "public_key") and (private_key_pem or wrapped_key):
+            raise errors.InvalidArgument(f"mode {mode} keeps no private key here; remove the private key "
+                                         f"(private_key_ctx.wrapped_key / --private-key-pem)")
+        if wrapped_key and private_key_pem:
+            raise errors.InvalidArgument("give the private key wrapped (wrapped_key) or in the clear, not both")
         if mode == "public_key" and not public_key_pem:
             raise errors.InvalidArgument("mode public_key requires --public-key-pem")
         if mode != "local" and wrapping_key:
@@ -112,6 +162,9 @@ class KeyLifecycle:
             return fields
 
         # local and provider: we hold the private key, wrapped.
+        if wrapped_key:
+            return {**fields, **self._adopt_wrapped(mode, config, wrapping_key_id, wrapped_key, public_key_pem,
+                                                    algorithm, ctx)}
         if private_key_pem:
             private = crypto.load_private_pem(private_key_pem, algorithm)
         else:
@@ -135,11 +188,43 @@ class KeyLifecycle:
                       private_key_ctx={"key_id": wrap_id, "wrapped_key": base64.b64encode(wrapped).decode()})
         return fields
 
+    def _adopt_wrapped(self, mode: str, config, wrapping_key_id: str | None, wrapped_key: str,
+                       public_key_pem: str | None, algorithm: str, ctx) -> dict:
+        """Check a caller-wrapped private key and keep it exactly as sent."""
+        blob = _wrapped_bytes(wrapped_key)
+        if mode == "local":
+            if self._root_key is None:
+                raise errors.FailedPrecondition(
+                    "local mode needs the platform root key: set PLATFORM_ROOT_KEY or --root-key-file")
+            try:
+                plain = self._root_key.decrypt(blob)
+            except errors.PlatformError:
+                raise errors.InvalidArgument("private_key_ctx.wrapped_key was not wrapped by this platform's "
+                                             "root key") from None
+            wrap_id = wrapping_key_id or DEFAULT_ROOT_KEY_ID
+        else:
+            manager = self._registry.manager_for(config)
+            wrap_id = wrapping_key_id or ""
+            try:
+                plain = manager.unwrap(wrap_id, blob, ctx)
+            except errors.PlatformError as e:
+                if e.code in ("invalid_argument", "not_found"):
+                    raise errors.InvalidArgument(
+                        f"private_key_ctx.wrapped_key could not be unwrapped by provider config {config.name!r} "
+                        f"({config.manager}) with key {wrap_id or '(its default)'!r}") from None
+                raise
+        private = crypto.load_private_pem(plain, algorithm, what="the unwrapped private_key_ctx.wrapped_key")
+        if public_key_pem and not crypto.same_public_key(private, crypto.load_public_pem(public_key_pem, algorithm)):
+            raise errors.InvalidArgument("public_key_ctx.pem does not match the private key in "
+                                         "private_key_ctx.wrapped_key")
+        return {"public_key_pem": crypto.public_pem(private),
+                "private_key_ctx": {"key_id": wrap_id, "wrapped_key": wrapped_key}}
+
     def create(self, kas: str | None, key_id: str, algorithm: str, mode: str, *, labels=None,
-               ctx: CallContext | None = None, **options):
-        server = self.kas(kas)
+               legacy: bool = False, ctx: CallContext | None = None, **options):
+        server = self.kas(kas, relation=True)
         fields = self.prepare(server, key_id, algorithm, mode, ctx=ctx, **options)
-        key = self._store.keys.create(server.id, key_id, labels=labels, **fields)
+        key = self._store.keys.create(server.id, key_id, labels=labels, legacy=legacy, **fields)
         self._public_keys.clear()
         return key
 
@@ -161,6 +246,9 @@ class KeyLifecycle:
         with self._store.transaction() as tx:
             new = tx.keys.create(server.id, new_key_id, labels=labels if labels is not None else old.labels, **fields)
             rotated = tx.keys.mark_rotated(old.id)
+            base = tx.keys.base_key()
+            if base is not None and base.id == old.id:  # the base key follows its rotation
+                tx.keys.set_base_key(new.id)
         self._unwrap.forget()
         self._public_keys.clear()
         return new, rotated
@@ -174,9 +262,36 @@ class KeyLifecycle:
         server_id = self._store.kas.get(kas).id if kas else None
         return self._store.keys.get_by_kid(key_id, server_id)
 
-    def list(self, kas: str | None = None, limit: int | None = None, offset: int = 0, algorithm: str | None = None):
+    def list(self, kas: str | None = None, limit: int | None = None, offset: int = 0, algorithm: str | None = None,
+             legacy: bool | None = None, sort: tuple[str, str] | None = None):
         server_id = self._store.kas.get(kas).id if kas else None
-        return self._store.keys.list(kas_id=server_id, limit=limit, offset=offset, algorithm=algorithm)
+        return self._store.keys.list(kas_id=server_id, limit=limit, offset=offset, algorithm=algorithm,
+                                     legacy=legacy, sort=sort)
+
+    # ---- change -----------------------------------------------------------------
+    def update_labels(self, id: str, labels: dict[str, str], extend: bool = True):
+        return self._store.keys.update_labels(id, labels, extend)
+
+    def unsafe_delete(self, id: str, key_id: str, kas_uri: str):
+        """Delete a key for good. key_id and kas_uri must repeat the key's, so a typo deletes nothing:
+        whatever was wrapped to the key cannot be decrypted any more."""
+        key = self._store.keys.get(id)
+        if key.key_id != key_id:
+            raise errors.InvalidArgument(f"key id mismatch: key {key.id} is not {key_id!r}")
+        if key.kas_uri != kas_uri:
+            raise errors.InvalidArgument(f"kas uri mismatch: key {key.id} is not on KAS {kas_uri!r}")
+        deleted = self._store.keys.delete(key.id)
+        self._unwrap.forget()
+        self._public_keys.clear()
+        return deleted
+
+    def base_key(self):
+        return self._store.keys.base_key()
+
+    def set_base_key(self, id: str | None = None, kas: str | None = None, key_id: str | None = None):
+        """(new, previous) base key; the key is named by id, or by key_id and KAS."""
+        key = self.get(id=id, kas=kas, key_id=key_id)
+        return self._store.keys.set_base_key(key.id)
 
     def public_key(self, kas: str | None = None, kid: str | None = None, algorithm: str | None = None):
         """The key a client should wrap to: by kid, or the active key of an algorithm.

@@ -15,10 +15,13 @@ from sqlalchemy.exc import IntegrityError
 from host.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from host.store import validation as v
 from host.store.kas import KasRepository
-from host.store.models import ALGORITHMS, MODES, STATUSES, KasKeyRow, KeyAccessServerRow, ProviderConfigRow
+from host.store.models import (ALGORITHMS, MODES, STATUSES, BaseKeyRow, KasKeyRow, KeyAccessServerRow,
+                               ProviderConfigRow)
 from host.store.providers import ProviderConfigCodec
 from host.store.records import KasKey
-from host.store.sessions import SessionSource, utcnow
+from host.store.sessions import SessionSource, ordering, utcnow
+
+SORT_FIELDS = ("key_id", "created_at", "updated_at", "status")
 
 
 def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -41,11 +44,13 @@ class KeyRepository:
             provider_config_id=row.provider_config_id,
             provider_config=None if pc is None else self._codec.record(pc),
             labels=dict(row.labels or {}), created_at=row.created_at, updated_at=row.updated_at,
-            rotated_at=row.rotated_at)
+            rotated_at=row.rotated_at, legacy=bool(row.legacy))
 
     def create(self, kas_id: str, key_id: str, algorithm: str, mode: str, public_key_pem: str | None = None,
                private_key_ctx: Mapping[str, str] | None = None, provider_config_id: str | None = None,
-               labels: Mapping[str, str] | None = None, status: str = "active") -> KasKey:
+               labels: Mapping[str, str] | None = None, status: str = "active", legacy: bool = False) -> KasKey:
+        """A new key row. An unknown KAS or provider config is InvalidArgument: a broken reference is
+        the caller's error (OpenTDF answers a foreign-key violation so)."""
         kas_id = v.uuid_text("kas_id", kas_id)
         key_id = v.text("key_id", key_id)
         algorithm = _choice("algorithm", algorithm, ALGORITHMS)
@@ -60,15 +65,18 @@ class KeyRepository:
         with self._sessions.session(write=True) as s:
             kas = s.get(KeyAccessServerRow, kas_id)
             if kas is None:
-                raise NotFound(f"KAS {kas_id} not found")
+                raise InvalidArgument(f"kas_id {kas_id} does not reference a registered KAS (resource relation invalid)")
             if pc_id is not None and s.get(ProviderConfigRow, pc_id) is None:
-                raise NotFound(f"provider config {pc_id} not found")
+                raise InvalidArgument(f"provider_config_id {pc_id} does not reference a provider config "
+                                      f"(resource relation invalid)")
             if s.scalar(select(KasKeyRow.id).where(KasKeyRow.kas_id == kas_id, KasKeyRow.key_id == key_id)):
                 raise _exists(key_id, kas.uri)
+            if legacy and s.scalar(select(KasKeyRow.key_id).where(KasKeyRow.kas_id == kas_id, KasKeyRow.legacy)):
+                raise AlreadyExists(f"KAS {kas.uri} already has a legacy key; a KAS has at most one")
             row = KasKeyRow(id=str(uuid.uuid4()), key_id=key_id, kas_id=kas_id, algorithm=algorithm,
                             status=status, mode=mode, public_key_pem=public_key_pem, private_key_ctx=ctx,
                             provider_config_id=pc_id, labels=labels, created_at=now, updated_at=now,
-                            rotated_at=now if status == "rotated" else None)
+                            rotated_at=now if status == "rotated" else None, legacy=bool(legacy))
             s.add(row)
             try:
                 s.flush()
@@ -101,9 +109,14 @@ class KeyRepository:
             return self._record(rows[0])
 
     def list(self, kas_id: str | None = None, limit: int | None = None, offset: int = 0,
-             algorithm: str | None = None, status: str | None = None) -> tuple[list[KasKey], int]:
+             algorithm: str | None = None, status: str | None = None, legacy: bool | None = None,
+             sort: tuple[str, str] | None = None) -> tuple[list[KasKey], int]:
+        """Newest first unless `sort` = (field, "asc"|"desc") says otherwise; legacy None -> all keys."""
         limit, offset = v.page(limit, offset)
+        field, direction = v.sort(sort, SORT_FIELDS)
         conds = []
+        if legacy is not None:
+            conds.append(KasKeyRow.legacy == bool(legacy))
         if kas_id is not None:
             conds.append(KasKeyRow.kas_id == v.uuid_text("kas_id", kas_id))
         if algorithm is not None:
@@ -113,7 +126,8 @@ class KeyRepository:
         with self._sessions.session() as s:
             total = s.scalar(select(func.count()).select_from(KasKeyRow).where(*conds))
             rows = s.scalars(select(KasKeyRow).where(*conds)
-                             .order_by(KasKeyRow.created_at, KasKeyRow.id).limit(limit).offset(offset)).unique().all()
+                             .order_by(*ordering(KasKeyRow, field, direction))
+                             .limit(limit).offset(offset)).unique().all()
             return [self._record(r) for r in rows], int(total)
 
     def active_for(self, kas_id: str, algorithm: str) -> KasKey | None:
@@ -139,6 +153,64 @@ class KeyRepository:
             row.status, row.rotated_at, row.updated_at = "rotated", now, now
             s.flush()
             return self._record(row)
+
+
+    def update_labels(self, id: str, labels: Mapping[str, str], extend: bool) -> KasKey:
+        key_uuid = v.uuid_text("id", id)
+        labels = v.labels(labels)
+        with self._sessions.session(write=True) as s:
+            row = self._locked(s, key_uuid)
+            row.labels = {**(row.labels or {}), **labels} if extend else labels
+            row.updated_at = utcnow()
+            s.flush()
+            return self._record(row)
+
+    def delete(self, id: str) -> KasKey:
+        """Remove a key row for good (the unsafe delete); the base key goes with it."""
+        key_uuid = v.uuid_text("id", id)
+        with self._sessions.session(write=True) as s:
+            row = self._locked(s, key_uuid)
+            record = self._record(row)
+            s.execute(BaseKeyRow.__table__.delete().where(BaseKeyRow.key_id == key_uuid))
+            s.delete(row)
+            s.flush()
+            return record
+
+    def base_key(self) -> KasKey | None:
+        with self._sessions.session() as s:
+            row = s.get(BaseKeyRow, 1)
+            return None if row is None else self._record(s.get(KasKeyRow, row.key_id))
+
+    def set_base_key(self, id: str) -> tuple[KasKey, KasKey | None]:
+        """Make the key the platform's base key; returns (new, previous)."""
+        key_uuid = v.uuid_text("id", id)
+        with self._sessions.session(write=True) as s:
+            key = self._locked(s, key_uuid)
+            if key.mode == "public_key":
+                raise InvalidArgument("cannot set key of mode KEY_MODE_PUBLIC_KEY_ONLY as default key: "
+                                      "this platform holds no private key for it")
+            if key.status != "active":
+                raise InvalidArgument(f"cannot set key of status KEY_STATUS_{key.status.upper()} as default key")
+            current = s.scalars(select(BaseKeyRow).where(BaseKeyRow.singleton == 1).with_for_update()).one_or_none()
+            previous = None
+            now = utcnow()
+            if current is None:
+                s.add(BaseKeyRow(singleton=1, key_id=key_uuid, updated_at=now))
+            else:
+                if current.key_id != key_uuid:
+                    previous = self._record(s.get(KasKeyRow, current.key_id))
+                else:
+                    previous = self._record(key)
+                current.key_id, current.updated_at = key_uuid, now
+            s.flush()
+            return self._record(key), previous
+
+    def _locked(self, s, key_uuid: str) -> KasKeyRow:
+        row = s.scalars(select(KasKeyRow).where(KasKeyRow.id == key_uuid).with_for_update(of=KasKeyRow)
+                        ).unique().one_or_none()
+        if row is None:
+            raise NotFound(f"key {key_uuid} not found")
+        return row
 
 
 def _exists(key_id: str, kas_uri: str) -> AlreadyExists:

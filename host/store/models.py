@@ -21,9 +21,12 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Index,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -92,7 +95,7 @@ class KeyAccessServerRow(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     uri: Mapped[str] = mapped_column(String(2048), unique=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)  # lower-case; optional
     labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
@@ -105,6 +108,9 @@ class KasKeyRow(Base):
         CheckConstraint(_in("status", STATUSES), name="status"),
         CheckConstraint(_in("mode", MODES), name="mode"),
         CheckConstraint(_in("algorithm", ALGORITHMS), name="algorithm"),
+        # at most one legacy key per KAS
+        Index("uq_kas_key_legacy_per_kas", "kas_id", unique=True,
+              sqlite_where=text("legacy"), postgresql_where=text("legacy")),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -121,6 +127,18 @@ class KasKeyRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     rotated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    legacy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     kas: Mapped[KeyAccessServerRow] = relationship(lazy="joined")
     provider_config: Mapped[ProviderConfigRow | None] = relationship(lazy="joined")
+
+
+class BaseKeyRow(Base):
+    """The platform's base key: at most one row (singleton = 1)."""
+
+    __tablename__ = "base_key"
+    __table_args__ = (CheckConstraint("singleton = 1", name="singleton"),)
+
+    singleton: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
+    key_id: Mapped[str] = mapped_column(String(36), ForeignKey("kas_key.id", ondelete="CASCADE"))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

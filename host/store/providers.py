@@ -1,6 +1,7 @@
 """Provider configurations: the rules operators rely on (see issue 3).
 
-(name, manager) is unique; changing manager or config_json bumps revision
+(name, manager) is unique, the name stored lower-case and matched
+case-insensitively (as OpenTDF); changing manager or config_json bumps revision
 (every process rebuilds its cached manager on the next use); a config that
 keys reference cannot be deleted. With a root key, config_json is stored as
 AES-256-GCM ciphertext with the config id as AAD, so a row copied onto
@@ -18,9 +19,9 @@ from sqlalchemy.exc import IntegrityError
 
 from host.errors import AlreadyExists, CryptoError, FailedPrecondition, InvalidArgument, NotFound
 from host.store import validation as v
-from host.store.models import KasKeyRow, ProviderConfigRow
+from host.store.models import KasKeyRow, KeyAccessServerRow, ProviderConfigRow
 from host.store.records import ProviderConfig
-from host.store.sessions import SessionSource, utcnow
+from host.store.sessions import SessionSource, ordering, utcnow
 
 log = logging.getLogger("host.store")
 _plaintext_warned = False
@@ -72,7 +73,7 @@ class ProviderRepository:
 
     def create(self, name: str, manager: str, config_json: bytes | str | Mapping[str, Any],
                labels: Mapping[str, str] | None = None) -> ProviderConfig:
-        name = v.text("name", name)
+        name = v.name("name", name)
         manager = v.text("manager", manager)
         raw = v.config_json(config_json)
         labels = v.labels(labels)
@@ -97,11 +98,12 @@ class ProviderRepository:
             return self._codec.record(self._row(s, id, name, manager))
 
     def list(self, limit: int | None = None, offset: int = 0) -> tuple[list[ProviderConfig], int]:
+        """Newest first."""
         limit, offset = v.page(limit, offset)
         with self._sessions.session() as s:
             total = s.scalar(select(func.count()).select_from(ProviderConfigRow))
             rows = s.scalars(select(ProviderConfigRow)
-                             .order_by(ProviderConfigRow.created_at, ProviderConfigRow.id)
+                             .order_by(*ordering(ProviderConfigRow, "created_at", "desc"))
                              .limit(limit).offset(offset)).all()
             return [self._codec.record(r) for r in rows], int(total)
 
@@ -111,7 +113,7 @@ class ProviderRepository:
         config_id = v.uuid_text("id", id)
         if name is None and manager is None and config_json is None and labels is None:
             raise InvalidArgument("nothing to update: give at least one of name, manager, config_json, labels")
-        name = None if name is None else v.text("name", name)
+        name = None if name is None else v.name("name", name)
         manager = None if manager is None else v.text("manager", manager)
         raw = None if config_json is None else v.config_json(config_json)
         labels = None if labels is None else v.labels(labels)
@@ -149,10 +151,12 @@ class ProviderRepository:
                             .with_for_update()).one_or_none()
             if row is None:
                 raise NotFound(f"provider config {config_id} not found")
-            used = s.scalar(select(func.count()).select_from(KasKeyRow)
-                            .where(KasKeyRow.provider_config_id == config_id))
+            used = s.execute(select(KasKeyRow.key_id, KeyAccessServerRow.uri)
+                             .join(KeyAccessServerRow, KasKeyRow.kas_id == KeyAccessServerRow.id)
+                             .where(KasKeyRow.provider_config_id == config_id)
+                             .order_by(KasKeyRow.key_id).limit(11)).all()
             if used:
-                raise _in_use(config_id, used)
+                raise _in_use(config_id, [f"{kid} ({uri})" for kid, uri in used])
             record = ProviderConfig(id=row.id, name=row.name, manager=row.manager, config_json=b"",
                                     labels=dict(row.labels or {}), created_at=row.created_at,
                                     updated_at=row.updated_at, revision=row.revision)
@@ -160,7 +164,7 @@ class ProviderRepository:
             try:
                 s.flush()
             except IntegrityError:  # a key was added meanwhile; RESTRICT held
-                raise _in_use(config_id, None) from None
+                raise _in_use(config_id, []) from None
             return record
 
     def revision(self, id: str) -> int:
@@ -177,7 +181,7 @@ class ProviderRepository:
     @staticmethod
     def _find(s, name: str, manager: str) -> ProviderConfigRow | None:
         return s.scalars(select(ProviderConfigRow).where(
-            ProviderConfigRow.name == name, ProviderConfigRow.manager == manager)).one_or_none()
+            func.lower(ProviderConfigRow.name) == name.lower(), ProviderConfigRow.manager == manager)).one_or_none()
 
     def _row(self, s, id, name, manager) -> ProviderConfigRow:
         if id is not None:
@@ -194,7 +198,7 @@ class ProviderRepository:
             raise InvalidArgument("name is required with manager (a provider config is identified by name and manager)")
         if manager is None:
             raise InvalidArgument("manager is required with name (a provider config is identified by name and manager)")
-        name, manager = v.text("name", name), v.text("manager", manager)
+        name, manager = v.name("name", name), v.text("manager", manager)
         row = self._find(s, name, manager)
         if row is None:
             raise NotFound(f"provider config with name {name!r} and manager {manager!r} not found")
@@ -205,7 +209,9 @@ def _exists(name: str, manager: str) -> AlreadyExists:
     return AlreadyExists(f"provider config with name {name!r} and manager {manager!r} already exists")
 
 
-def _in_use(config_id: str, count: int | None) -> FailedPrecondition:
-    n = "keys" if count is None else (f"{count} key" if count == 1 else f"{count} keys")
-    return FailedPrecondition(f"provider config {config_id} is referenced by {n}; "
-                              f"delete or rotate those keys before deleting the config")
+def _in_use(config_id: str, keys: list[str]) -> InvalidArgument:
+    """OpenTDF answers a restricted delete with invalid_argument; we also say which keys."""
+    shown = ", ".join(keys[:10]) + (", ..." if len(keys) > 10 else "")
+    which = f" {shown}" if keys else ""
+    return InvalidArgument(f"intended action would violate a restriction: provider config {config_id} is used by "
+                           f"keys{which}; delete or rotate those keys before deleting the config")

@@ -57,3 +57,4 @@ class KasKey:
     created_at: dt.datetime
     updated_at: dt.datetime
     rotated_at: dt.datetime | None = None
+    legacy: bool = False

@@ -43,3 +43,9 @@ class Shared:
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def ordering(model, field: str, direction: str) -> tuple:
+    """ORDER BY terms for a List call: the field in the direction, then id ascending (a stable tie-breaker)."""
+    column = getattr(model, field)
+    return (column.desc() if direction == "desc" else column.asc(), model.id.asc())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import uuid
 from typing import Any, Mapping
 
@@ -15,8 +16,12 @@ from host.errors import InvalidArgument
 MAX_TEXT = 255
 MAX_URI = 2048
 MAX_CONFIG_BYTES = 64 * 1024
-MAX_LIMIT = 1000
-DEFAULT_LIMIT = 100
+# List page sizes, as OpenTDF's policy config (list_request_limit_default / _max); overridable.
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 2500
+LIMIT_DEFAULT_ENV = "PLATFORM_LIST_LIMIT_DEFAULT"
+LIMIT_MAX_ENV = "PLATFORM_LIST_LIMIT_MAX"
+SORT_DIRECTIONS = ("asc", "desc")
 PRIVATE_KEY_CTX_FIELDS = ("key_id", "wrapped_key")
 
 
@@ -125,14 +130,53 @@ def is_uuid(value: str) -> bool:
     return True
 
 
+def _env_int(name: str, default: int) -> int:
+    raw = (os.environ.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidArgument(f"{name} must be a positive integer, got {raw[:20]!r}")
+    return int(raw)
+
+
+def list_limits() -> tuple[int, int]:
+    """(default, maximum) page size for every List call."""
+    maximum = _env_int(LIMIT_MAX_ENV, MAX_LIMIT)
+    return min(_env_int(LIMIT_DEFAULT_ENV, DEFAULT_LIMIT), maximum), maximum
+
+
 def page(limit: int | None, offset: int | None) -> tuple[int, int]:
-    limit = DEFAULT_LIMIT if limit is None else limit
+    """limit None or 0 -> the configured default; above the configured maximum -> InvalidArgument."""
+    default, maximum = list_limits()
+    limit = default if not limit else limit
     offset = 0 if offset is None else offset
-    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
-        raise InvalidArgument(f"limit must be between 1 and {MAX_LIMIT}, got {limit!r}")
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise InvalidArgument(f"limit must be a positive integer, got {limit!r}")
+    if limit > maximum:
+        raise InvalidArgument(f"requested pagination limit must be less than or equal to configured limit "
+                              f"({limit} > {maximum})")
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
         raise InvalidArgument(f"offset must be 0 or more, got {offset!r}")
     return limit, offset
+
+
+def name(field: str, value: Any) -> str:
+    """A KAS or provider-config name: stored lower-case, matched case-insensitively (as OpenTDF)."""
+    return text(field, value).lower()
+
+
+def sort(value: tuple[str, str] | None, fields: tuple[str, ...], default: str = "created_at") -> tuple[str, str]:
+    """(field, direction) of a List call; newest first when nothing is asked."""
+    if value is None:
+        return default, "desc"
+    field, direction = value
+    field = field or default
+    direction = (direction or "desc").lower()
+    if field not in fields:
+        raise InvalidArgument(f"sort field must be one of {', '.join(fields)}, got {field!r}")
+    if direction not in SORT_DIRECTIONS:
+        raise InvalidArgument(f"sort direction must be asc or desc, got {direction!r}")
+    return field, direction
 
 
 def uri(value: Any) -> str:

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from host.cli import main
 from host.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PlatformError
 from host.rootkey import RootKey
+from host.store import schema
 from host.store import Store
 from tests.store.conftest import ROOT_KEY_HEX, SEED_AWS, SEED_AZURE, SEED_CONFIGS, SEED_VAULT
 
@@ -103,7 +104,7 @@ def test_list_pagination(cli):
     assert last["pagination"] == {"current_offset": 2, "next_offset": 0, "total": 3}
     table = cli(*PROVIDER, "list", "--offset", "1")
     assert "Total: 3" in table.stdout and "Current Offset: 1" in table.stdout
-    assert "p0" not in table.stdout and "p2" in table.stdout
+    assert "p2" not in table.stdout and "p0" in table.stdout  # newest first
 
 
 def test_update(cli):
@@ -140,7 +141,7 @@ def test_delete_refused_while_referenced(cli):
                           provider_config_id=doc["id"])
     finally:
         store.close()
-    fails_with(cli(*PROVIDER, "delete", "--id", doc["id"], "--force"), FailedPrecondition, "referenced by 1 key")
+    fails_with(cli(*PROVIDER, "delete", "--id", doc["id"], "--force"), InvalidArgument, "used by keys")
 
 
 @pytest.mark.parametrize("args, cls, pattern", [
@@ -208,7 +209,7 @@ def test_kas_registry(cli):
         assert ok_json(cli("policy", "kas-registry", "get", *args, "--json")) == doc
     cli("policy", "kas-registry", "create", "--uri", "https://kas2.example.com", "--name", "kas2")
     listed = ok_json(cli("policy", "kas-registry", "list", "--json"))
-    assert listed["pagination"]["total"] == 2 and [k["name"] for k in listed["key_access_servers"]] == ["kas1", "kas2"]
+    assert listed["pagination"]["total"] == 2 and [k["name"] for k in listed["key_access_servers"]] == ["kas2", "kas1"]  # newest first
     table = cli("policy", "kas-registry", "list")
     assert "Total: 2" in table.stdout and "https://kas2.example.com" in table.stdout
     fails_with(cli("policy", "kas-registry", "get"), InvalidArgument, "exactly one")
@@ -222,7 +223,7 @@ def test_db_commands(cli):
     current = cli("db", "current", "--json")
     assert ok_json(current)["state"] == "empty" and ok_json(current)["current"] is None
     up = cli("db", "upgrade")
-    assert up.exit_code == 0 and "upgraded from revision (empty) to 0001_initial" in up.stdout
+    assert up.exit_code == 0 and f"upgraded from revision (empty) to {schema.HEAD}" in up.stdout
     assert ok_json(cli("db", "current", "--json"))["state"] == "up to date"
     again = cli("db", "upgrade")
     assert "up to date" in again.stdout
@@ -284,7 +285,7 @@ def test_end_to_end_cycle_with_console_script(db_url, tmp_path):
     for secret in (b"AKIA", b"hvs.", b"client_secret", b"87654321-4321"):
         assert all(secret not in blob for blob in blobs)
 
-    one_line_error(platform(*PROVIDER, "delete", "--id", ids["aws-kms"], "--force"), "referenced by 1 key")
+    one_line_error(platform(*PROVIDER, "delete", "--id", ids["aws-kms"], "--force"), "used by keys")
     deleted = platform(*PROVIDER, "delete", "--id", ids["azure"], "--force", "--json")
     assert deleted.returncode == 0 and json.loads(deleted.stdout)["id"] == ids["azure"]
     final = json.loads(platform(*PROVIDER, "list", "--json").stdout)

@@ -54,9 +54,10 @@ def test_newer_schema_refused(db_url):
 def test_outdated_schema_refused_with_upgrade_hint(db_url, monkeypatch):
     Store.open(db_url).close()
     # Pretend this code ships a newer migration than the database has.
-    monkeypatch.setattr(schema, "head_revision", lambda: "0002_next")
-    monkeypatch.setattr(schema, "known_revisions", lambda: {"0001_initial", "0002_next"})
-    with pytest.raises(FailedPrecondition, match=r"this platform needs 0002_next: run `platform db upgrade`"):
+    known = schema.known_revisions()
+    monkeypatch.setattr(schema, "head_revision", lambda: "9998_next")
+    monkeypatch.setattr(schema, "known_revisions", lambda: known | {"9998_next"})
+    with pytest.raises(FailedPrecondition, match=r"this platform needs 9998_next: run `platform db upgrade`"):
         Store.open(db_url)
 
 
