@@ -2,7 +2,9 @@
 
 Attribute-based access decisions (OpenTDF's authorization service, entity
 resolution, attribute definitions) are not part of this project. The KAS asks
-one pluggable hook per policy in a Rewrap request:
+one pluggable hook about the policy bound to what it would release: once per
+standard-TDF policy of a Rewrap request, once per NanoTDF object (its header's
+policy; see host.kas.rewrap and the README on NanoTDF bindings):
 
     decide(request: DecisionRequest) -> bool     True = permit, False = deny
 
@@ -34,8 +36,8 @@ class DecisionRequest:
     subject: str                 # the authenticated caller (token digest prefix or the JWT's sub)
     roles: frozenset[str]
     policy_id: str               # the request's id for the policy ("policy" from the SDK)
-    policy: Any                  # the policy as parsed JSON, or None when it is encrypted/unreadable
-    key_ids: tuple[str, ...]     # the KAS key ids the policy's key access objects name
+    policy: Any                  # the bound policy as parsed JSON, or None when it is unreadable
+    key_ids: tuple[str, ...]     # the KAS key ids the key access objects decided on name
     container: str               # "ztdf" | "nanotdf"
 
 
