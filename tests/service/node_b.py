@@ -22,7 +22,7 @@ def main():
             out = {"dek": base64.b64encode(dek).decode()}
         except errors.PlatformError as e:
             out = {"error": e.code, "message": e.message}
-        out["revisions"] = sorted(rev for rev, _ in p.registry._live.values())
+        out["revisions"] = p.registry.revisions()
         print(json.dumps(out), flush=True)
 
 
