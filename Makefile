@@ -50,6 +50,7 @@ $(BUILD) $(PLUGIN_DIR):
 include $(sort $(wildcard plugins/*/plugin.mk))
 include $(sort $(wildcard examples/*/example.mk))
 include $(wildcard tests/conformance/conformance.mk)
+include $(wildcard runner/runner.mk)
 
 plugins: $(PLUGINS)
 examples: $(EXAMPLES)

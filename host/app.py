@@ -44,10 +44,11 @@ class Platform:
 
     @functools.cached_property
     def plugins(self):
-        """Plugins loaded from settings.plugin_paths (host.loader.LoadedPlugin list)."""
-        from host.loader import load_plugins
+        """Plugins loaded from settings.plugin_paths, `[isolated:]PATH[#sha256=HEX]` each
+        (host.loader.LoadedPlugin list)."""
+        from host.plugin_specs import load_plugin_specs
 
-        return load_plugins(self.settings.plugin_paths)
+        return load_plugin_specs(self.settings.plugin_paths)
 
     @functools.cached_property
     def registry(self):

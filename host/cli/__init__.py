@@ -20,12 +20,20 @@ DEPRECATED_FACTORIES_HELP = "Deprecated: NAME=PATH[,NAME=PATH]; use --key-manage
 
 
 def _split_env_paths(value: str | None) -> list[str]:
-    return [p for p in (value or "").split(":") if p]
+    """':'-separated; `isolated:` is a prefix of the path after it, not a path."""
+    paths: list[str] = []
+    for p in (value or "").split(":"):
+        if paths and paths[-1] == "isolated":
+            paths[-1] = f"isolated:{p}"
+        elif p:
+            paths.append(p)
+    return paths
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--key-manager-plugin", "plugins", multiple=True, metavar="PATH",
-              help="Load a key-manager plugin (.so). Repeatable. Also PLATFORM_KEY_MANAGER_PLUGINS (':'-separated).")
+              help="Load a key-manager plugin (.so). Repeatable. Also PLATFORM_KEY_MANAGER_PLUGINS (':'-separated). "
+                   "isolated:PATH runs it in a supervised child process; PATH#sha256=HEX pins its digest.")
 @click.option("--key-manager-factories", "legacy_factories", default=None, metavar="NAME=PATH[,...]",
               help=DEPRECATED_FACTORIES_HELP)
 @click.option("--db", "db_url", envvar="PLATFORM_DB_URL", default=None, metavar="URL",

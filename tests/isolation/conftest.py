@@ -1,0 +1,27 @@
+"""Fixtures for isolated plugins: the wild test plugin, built here with gcc."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.cbuild import build_shared
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def runner_built():
+    """build/km-plugin-host, (re)built through make."""
+    proc = subprocess.run(["make", "-s", "build/km-plugin-host"], capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        pytest.fail(f"make build/km-plugin-host failed:\n{proc.stdout}\n{proc.stderr}")
+
+
+@pytest.fixture(scope="session")
+def wild_plugin(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wild") / "wild-manager.so"
+    return build_shared(HERE / "wild_plugin.c", out)

@@ -1,0 +1,85 @@
+/* A plugin that misbehaves on request, for the isolation tests. Manager
+ * "wild": wrap and unwrap echo their input, unless the key id names a
+ * misbehaviour:
+ *   segv     dereferences NULL          abort    calls abort()
+ *   huge     returns out_len 2^40 with a 1-byte buffer
+ *   sleep    sleeps 60 s, ignoring its deadline
+ *   garbage  writes junk to every socket it can find, then answers
+ *   exit     _exit(7) in the middle of the call
+ *   log      logs "hello from wild" with the call's request id
+ *   alloc    mallocs and touches 512 MiB (KM_ERR_UNAVAILABLE when refused)
+ *   nnp      returns PR_GET_NO_NEW_PRIVS as one byte
+ *   pid      returns getpid() as text (tells children apart)
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "keymanager.h"
+
+struct km_manager { int unused; };
+static km_host g_host;
+
+static char *dup_str(const char *s) { size_t n = strlen(s) + 1; char *p = malloc(n); memcpy(p, s, n); return p; }
+
+static int32_t create(const char *cfg, size_t len, km_manager **out, char **err) {
+    if (len == 0 || cfg[0] != '{') { *err = dup_str("config must be a JSON object"); return KM_ERR_INVALID_ARGUMENT; }
+    *out = calloc(1, sizeof(km_manager));
+    return KM_OK;
+}
+
+static int32_t give(const void *data, size_t n, uint8_t **out, size_t *out_len) {
+    *out = malloc(n ? n : 1);
+    memcpy(*out, data, n);
+    *out_len = n;
+    return KM_OK;
+}
+
+static int32_t echo(km_manager *m, const km_call_ctx *ctx, const char *kid, const uint8_t *in, size_t n,
+                    uint8_t **out, size_t *out_len, char **err) {
+    (void)m;
+    if (strcmp(kid, "segv") == 0) { volatile int *p = NULL; *p = 1; }
+    if (strcmp(kid, "abort") == 0) abort();
+    if (strcmp(kid, "exit") == 0) _exit(7);
+    if (strcmp(kid, "huge") == 0) { *out = malloc(1); *out_len = (size_t)1 << 40; return KM_OK; }
+    if (strcmp(kid, "sleep") == 0) { struct timespec ts = {60, 0}; nanosleep(&ts, NULL); }
+    if (strcmp(kid, "garbage") == 0) {
+        for (int fd = 0; fd < 256; fd++) {
+            struct stat st;
+            if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && write(fd, "\xde\xad\xbe\xef garbage garbage garbage", 31) < 0)
+                continue;
+        }
+    }
+    if (strcmp(kid, "log") == 0 && g_host.log)
+        g_host.log(g_host.log_ctx, KM_LOG_WARN, ctx ? ctx->request_id : NULL, "hello from wild");
+    if (strcmp(kid, "alloc") == 0) {
+        size_t size = (size_t)512 << 20;
+        char *big = malloc(size);
+        if (big == NULL) { *err = dup_str("allocation refused"); return KM_ERR_UNAVAILABLE; }
+        memset(big, 1, size);
+        free(big);
+    }
+    if (strcmp(kid, "nnp") == 0) { uint8_t v = (uint8_t)prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0); return give(&v, 1, out, out_len); }
+    if (strcmp(kid, "pid") == 0) { char b[32]; snprintf(b, sizeof b, "%d", (int)getpid()); return give(b, strlen(b), out, out_len); }
+    if (n == 3 && memcmp(in, "bad", 3) == 0) { *err = dup_str("authentication failed"); return KM_ERR_CRYPTO; }
+    return give(in, n, out, out_len);
+}
+
+static void destroy(km_manager *m) { free(m); }
+
+static const km_manager_ops OPS = { sizeof(km_manager_ops), echo, echo, NULL, NULL, destroy };
+static const km_factory FACTORY = { sizeof(km_factory), "wild", KM_CAP_THREAD_SAFE | KM_CAP_WRAP | KM_CAP_UNWRAP,
+                                    create, &OPS };
+static const km_factory *const FACTORIES[] = { &FACTORY };
+static const km_plugin PLUGIN = { sizeof(km_plugin), KM_ABI_VERSION_MAJOR, KM_ABI_VERSION_MINOR,
+                                  "wild", "0.0.1", FACTORIES, 1, free };
+
+__attribute__((visibility("default"))) const km_plugin *km_plugin_init(const km_host *host) {
+    if (host && host->struct_size >= sizeof(km_host)) g_host = *host;
+    return &PLUGIN;
+}
