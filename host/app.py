@@ -65,8 +65,10 @@ class Platform:
     @functools.cached_property
     def keys(self):
         from host.service import KeyService
+        from host.service.bulkhead import limit_from_env
 
-        return KeyService(self.store, self.registry, root_key=self.root_key)
+        return KeyService(self.store, self.registry, root_key=self.root_key,
+                          max_calls_per_manager=limit_from_env(os.environ))
 
     def close(self) -> None:
         for name in ("keys", "registry", "store"):

@@ -43,7 +43,14 @@ class Unauthenticated(PlatformError):
 
 
 class Unavailable(PlatformError):
+    """The backend cannot take the call now. `retry_after` (seconds), when set, is sent to the
+    client as a Retry-After header."""
+
     code = "unavailable"
+
+    def __init__(self, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class DeadlineExceeded(PlatformError):

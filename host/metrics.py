@@ -31,6 +31,8 @@ MANAGER_CALLS = Counter(
 MANAGER_LATENCY = Histogram(
     "platform_manager_call_duration_seconds", "Key-manager call latency, by manager and operation",
     ["manager", "op"], buckets=_BUCKETS)
+WORKER_STARTS = Counter(
+    "platform_worker_starts_total", "Server worker processes started (beyond --workers: respawns of dead ones)")
 CACHE_EVENTS = Counter(
     "platform_cache_events_total", "Cache lookups, by cache and result (hit/miss)", ["cache", "result"])
 

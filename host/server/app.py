@@ -20,29 +20,38 @@ import os
 import time
 import urllib.parse
 
-from anyio import to_thread
+import anyio
+from anyio import CapacityLimiter, to_thread
 
 from host import metrics
 from host.app import Platform, Settings
 from host.errors import FailedPrecondition, InvalidArgument, PlatformError
 from host.server import auth, kas, kas_rewrap, kasregistry, keymanagement, logs, rsgi
 from host.server.connect import DEFAULT_MAX_BODY_BYTES, ConnectApp, RpcError, _as_rpc_error, _headers
+from host.server.limits import ServerLimits
 from host.server.protos import kas_pb2  # noqa: F401  (the shim must load before handlers)
 
 SETTINGS_ENV = "PLATFORM_SERVE_SETTINGS"
+READY_CACHE_S = 1.0         # /readyz checks the database at most this often
+READY_CHECK_TIMEOUT_S = 2.0
 MAX_BODY_ENV = "PLATFORM_MAX_BODY_BYTES"
 
 
 class PlatformApp:
     def __init__(self, platform: Platform, authenticator: auth.Authenticator,
-                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, kas_ref: str | None = None):
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, kas_ref: str | None = None,
+                 limits: ServerLimits | None = None):
         self.platform = platform
         self.authenticator = authenticator
+        self.limits = limits or ServerLimits()
         self.kas = kas.KasHandlers(platform, kas_ref)
         procedures = (keymanagement.procedures(platform) + kasregistry.procedures(platform)
-                      + kas.procedures(platform, self.kas) + kas_rewrap.procedures(platform, self.kas.kas_ref))
-        self.connect = ConnectApp(procedures, self.authorize, max_body_bytes)
+                      + kas.procedures(platform, self.kas)
+                      + kas_rewrap.procedures(platform, self.kas.kas_ref, threads=self.limits.rewrap_threads))
+        self.connect = ConnectApp(procedures, self.authorize, max_body_bytes, self.limits)
         self.started = False
+        self._ready_cache: tuple[float, str] | None = None   # (valid until, database check result)
+        self._health_limiter: CapacityLimiter | None = None
 
     async def authorize(self, headers: dict[str, str], role: str) -> auth.Identity:
         header = headers.get("authorization")
@@ -111,22 +120,36 @@ class PlatformApp:
                   plugins=[getattr(pl, "path", str(pl)) for pl in p.plugins])
 
     async def _readyz(self, send) -> None:
-        checks = {"plugins": "ok" if self.started else "not loaded"}
-        try:
-            await to_thread.run_sync(self._ping_database)
-            checks["database"] = "ok"
-        except PlatformError as e:
-            checks["database"] = e.message
-        except Exception as e:  # the driver's own error text may name hosts: report only its type
-            checks["database"] = f"unreachable ({type(e).__name__})"
+        """Ready when plugins are loaded and the database answers a query now (checked at most
+        once per READY_CACHE_S, each check bounded by READY_CHECK_TIMEOUT_S); each live
+        manager's health is reported beside it without deciding readiness (its keys fail
+        alone, the rest still serve)."""
+        now = time.monotonic()
+        if self._ready_cache is None or now >= self._ready_cache[0]:
+            database = await self._check_database()
+            self._ready_cache = (time.monotonic() + READY_CACHE_S, database)
+        database = self._ready_cache[1]
+        checks = {"plugins": "ok" if self.started else "not loaded", "database": database}
         ready = all(v == "ok" for v in checks.values())
-        await _json(send, 200 if ready else 503, {"status": "ready" if ready else "not ready", "checks": checks})
+        doc = {"status": "ready" if ready else "not ready", "checks": checks}
+        if self.started:
+            doc["managers"] = self.platform.keys.unwrap_path.health.snapshot()
+        await _json(send, 200 if ready else 503, doc)
 
-    def _ping_database(self) -> None:
-        from sqlalchemy import text
-
-        with self.platform.store.db.connection() as conn:
-            conn.execute(text("SELECT 1"))
+    async def _check_database(self) -> str:
+        if self._health_limiter is None:  # its own threads: a busy server still answers probes
+            self._health_limiter = CapacityLimiter(2)
+        try:
+            with anyio.fail_after(READY_CHECK_TIMEOUT_S):
+                await to_thread.run_sync(self.platform.store.db.check, abandon_on_cancel=True,
+                                         limiter=self._health_limiter)
+            return "ok"
+        except TimeoutError:
+            return f"no answer within {READY_CHECK_TIMEOUT_S:g} s"
+        except PlatformError as e:
+            return e.message
+        except Exception as e:  # the driver's own error text may name hosts: report only its type
+            return f"unreachable ({type(e).__name__})"
 
     async def _legacy_public_key(self, scope, send, method: str) -> None:
         started = time.perf_counter()
@@ -170,7 +193,8 @@ def build_app(platform: Platform, env=None) -> PlatformApp:
     raw_limit = env.get(MAX_BODY_ENV) or str(DEFAULT_MAX_BODY_BYTES)
     if not raw_limit.isdigit() or int(raw_limit) < 1024:
         raise InvalidArgument(f"{MAX_BODY_ENV} must be an integer of at least 1024, got {raw_limit[:20]!r}")
-    return PlatformApp(platform, authenticator, int(raw_limit), env.get("PLATFORM_KAS") or None)
+    return PlatformApp(platform, authenticator, int(raw_limit), env.get("PLATFORM_KAS") or None,
+                       ServerLimits.from_env(env))
 
 
 def _no_credentials() -> PlatformError:
@@ -192,4 +216,5 @@ def app_from_env() -> PlatformApp:
                         root_key_file=doc.get("root_key_file"), verbosity=int(doc.get("verbosity") or 0),
                         **({"state_dir": doc["state_dir"]} if doc.get("state_dir") else {}))
     logs.configure(settings.verbosity)
+    metrics.WORKER_STARTS.inc()
     return build_app(Platform(settings))

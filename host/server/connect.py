@@ -38,6 +38,7 @@ from host.errors import (DeadlineExceeded, Internal, InvalidArgument, PlatformEr
                          Unimplemented)
 from host.managers.base import CallContext
 from host.server import logs
+from host.server.limits import ServerLimits
 from host.server.rsgi import RequestHeaders
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
@@ -131,10 +132,11 @@ class ConnectApp:
 
     def __init__(self, procedures: Iterable[Procedure],
                  authorize: Callable[[dict[str, str], str], Awaitable[Any]],
-                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, limits: ServerLimits | None = None):
         self.routes = {p.path: p for p in procedures}
         self.authorize = authorize
         self.max_body_bytes = max_body_bytes
+        self.limits = limits or ServerLimits()
         self._validator = protovalidate.Validator()
         # input types that carry no option at all (so no validation rule) anywhere in their
         # message graph: validating them can find nothing (kas.RewrapRequest, for one)
@@ -155,6 +157,7 @@ class ConnectApp:
         label = path if proc else "unknown"
         call = Call(procedure=path, request_id=request_id, headers=headers)
         codec = "json"
+        body = None
         try:
             if proc is None:
                 raise RpcError("unimplemented", f"unknown procedure {_clip(path)}", http_status=404)
@@ -168,7 +171,12 @@ class ConnectApp:
             code = "ok"
         except Exception as exc:  # every failure becomes one Connect error
             err = _as_rpc_error(exc, request_id, path)
-            await _send(send, err.http_status, [(b"content-type", b"application/json"), *err.headers],
+            extra = err.headers
+            if body is None and _has_body(headers):
+                # refused before the body was read: the rest of it is still on the wire, so the
+                # connection cannot carry another request; tell the client rather than let it reuse it
+                extra = [*extra, (b"connection", b"close")]
+            await _send(send, err.http_status, [(b"content-type", b"application/json"), *extra],
                         json.dumps({"code": err.code, "message": err.message}).encode(), request_id)
             code = err.code
         elapsed = time.perf_counter() - started
@@ -188,7 +196,7 @@ class ConnectApp:
         version = headers.get("connect-protocol-version")
         if version is not None and version != "1":
             raise InvalidArgument(f"connect-protocol-version must be 1, got {_clip(version)!r}")
-        call.deadline = _deadline(headers.get("connect-timeout-ms"))
+        call.deadline = time.monotonic() + self.limits.deadline_seconds(_timeout_ms(headers.get("connect-timeout-ms")))
 
         if method == "GET":
             return self._read_get(scope)
@@ -203,7 +211,12 @@ class ConnectApp:
                 raise InvalidArgument("invalid content-length")
             if int(length) > self.max_body_bytes:
                 raise _too_large(self.max_body_bytes)
-        body = await _read_body(receive, self.max_body_bytes)
+        try:
+            async with asyncio.timeout(self.limits.body_timeout):
+                body = await _read_body(receive, self.max_body_bytes)
+        except TimeoutError:
+            raise RpcError("deadline_exceeded", f"request body not received within {self.limits.body_timeout_ms} ms",
+                           http_status=408) from None
         if encoding == "gzip" and body:
             body = _gunzip(body, self.max_body_bytes)
         return body, codec
@@ -265,14 +278,13 @@ class ConnectApp:
 
     @staticmethod
     async def _invoke(proc: Procedure, message: Message, call: Call) -> Message:
-        if call.deadline is None:
-            return await proc.handler(message, call)
         remaining = call.deadline - time.monotonic()
         if remaining <= 0:
             raise DeadlineExceeded("deadline exceeded before the call started")
-        try:
-            return await asyncio.wait_for(proc.handler(message, call), timeout=remaining)
-        except asyncio.TimeoutError:
+        try:  # a timer on this task, not a new task (asyncio.wait_for): cheap on the Rewrap path
+            async with asyncio.timeout(remaining):
+                return await proc.handler(message, call)
+        except TimeoutError:
             raise DeadlineExceeded("deadline exceeded") from None
 
 
@@ -290,12 +302,18 @@ def _codec_for(content_type: str) -> str:
     return codec
 
 
-def _deadline(value: str | None) -> float | None:
+def _timeout_ms(value: str | None) -> int | None:
+    """The client's Connect-Timeout-Ms, or None when it sent none."""
     if value is None:
         return None
     if not value.isdigit() or len(value) > 10:
         raise InvalidArgument("connect-timeout-ms must be a positive integer of at most 10 digits")
-    return time.monotonic() + int(value) / 1000.0
+    return int(value)
+
+
+def _has_body(headers: dict[str, str]) -> bool:
+    length = headers.get("content-length")
+    return length != "0" if length is not None else "transfer-encoding" in headers
 
 
 def _too_large(limit: int) -> RpcError:
@@ -383,7 +401,9 @@ def _as_rpc_error(exc: Exception, request_id: str, path: str) -> RpcError:
     if isinstance(exc, RpcError):
         return exc
     if isinstance(exc, PlatformError):
-        return RpcError(exc.code, exc.message)
+        retry_after = getattr(exc, "retry_after", None)
+        return RpcError(exc.code, exc.message,
+                        headers=[(b"retry-after", str(retry_after).encode())] if retry_after else ())
     # Unexpected: log the type and where, never the message (it may echo input or secrets).
     logs.unexpected(exc, request_id=request_id, path=_clip(path))
     return RpcError("internal", f"internal error (request id {request_id})")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 
 from host.kas import wellknown
 from host.kas.rewrap import STATUS_PERMIT, Caller, Rewrapper
@@ -24,10 +24,20 @@ SCHEMA_VERSION = "1.0.0"
 
 
 class RewrapHandler:
-    def __init__(self, platform, kas_ref: str | None = None):
+    def __init__(self, platform, kas_ref: str | None = None, threads: int = 64):
         self.platform = platform
         self.kas_ref = kas_ref
         self._rewrapper: Rewrapper | None = None
+        self._threads = threads
+        self._limiter: CapacityLimiter | None = None
+
+    @property
+    def limiter(self) -> CapacityLimiter:
+        """Rewrap's own worker threads: a flood of slow Rewraps cannot take the threads that
+        PublicKey, admin RPCs and /readyz run on (anyio's default limiter)."""
+        if self._limiter is None:
+            self._limiter = CapacityLimiter(self._threads)
+        return self._limiter
 
     @property
     def rewrapper(self) -> Rewrapper:
@@ -51,7 +61,10 @@ class RewrapHandler:
         if warm is not None:
             result = rewrapper.finish(prepared, caller, ctx, warm)
         else:
-            result = await to_thread.run_sync(rewrapper.finish, prepared, caller, ctx)
+            # abandon_on_cancel: at the deadline the client gets its answer; a manager call still
+            # running holds its bulkhead slot (host.service.bulkhead) until it returns
+            result = await to_thread.run_sync(rewrapper.finish, prepared, caller, ctx, abandon_on_cancel=True,
+                                              limiter=self.limiter)
         resp = kas_pb2.RewrapResponse(session_public_key=result.session_public_key, schema_version=SCHEMA_VERSION)
         permitted = failed = 0
         for policy in result.responses:
@@ -82,8 +95,8 @@ def _bearer(value: str | None) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def procedures(platform, kas_ref: str | None = None, handler: RewrapHandler | None = None):
-    h = handler or RewrapHandler(platform, kas_ref)
+def procedures(platform, kas_ref: str | None = None, handler: RewrapHandler | None = None, threads: int = 64):
+    h = handler or RewrapHandler(platform, kas_ref, threads)
     return procedures_for(SERVICE, {"Rewrap": h.rewrap}, role="client", message_module=kas_pb2)
 
 

@@ -43,24 +43,49 @@ def http_scope(scope) -> dict:
 
 
 async def serve_http(app, scope, protocol) -> None:
-    """Run one RSGI HTTP request through the ASGI callable `app`."""
+    """Run one RSGI HTTP request through the ASGI callable `app`.
+
+    Nothing may escape into granian: an exception leaving an RSGI handler, or builtin
+    `anext(iterator, default)` on granian's body iterator (it ends the worker process with no
+    Python traceback, found with chunked bodies), takes the worker down with every request on it.
+    """
     chunks = aiter(protocol) if scope.headers.get("content-length") is None else None
     start: dict = {}
+    sent = False
 
     async def receive() -> dict:
-        if chunks is None:  # the length is known (and checked by the app before it reads): read it whole
-            return {"type": "http.request", "body": await protocol(), "more_body": False}
-        chunk = await anext(chunks, None)  # streamed, so the app's body limit applies as it arrives
-        return {"type": "http.request", "body": chunk or b"", "more_body": chunk is not None}
+        try:
+            if chunks is None:  # the length is known (and checked by the app before it reads): read it whole
+                return {"type": "http.request", "body": await protocol(), "more_body": False}
+            try:  # streamed (chunked or length-less), so the app's body limit applies as it arrives
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return {"type": "http.request", "body": b"", "more_body": False}
+            return {"type": "http.request", "body": chunk, "more_body": True}
+        except Exception:  # the client hung up or sent a malformed body: not an error of ours
+            return {"type": "http.disconnect"}
 
     async def send(message: dict) -> None:
+        nonlocal sent
         if message["type"] == "http.response.start":
             start.update(message)
             return
         if message.get("more_body"):
             raise RuntimeError("streamed responses are not supported by the RSGI adapter")
+        sent = True
         protocol.response_bytes(start["status"],
                                 [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", ())],
                                 message.get("body", b""))
 
-    await app(http_scope(scope), receive, send)
+    try:
+        await app(http_scope(scope), receive, send)
+    except Exception as exc:
+        from host.server import logs
+
+        logs.unexpected(exc, path=scope.path[:120])
+        if not sent:
+            try:
+                protocol.response_bytes(500, [("content-type", "application/json"), ("connection", "close")],
+                                        b'{"code":"internal","message":"internal error"}')
+            except Exception:  # the connection is already gone
+                pass

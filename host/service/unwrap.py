@@ -22,7 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from host import crypto, errors
 from host.managers.base import CallContext
 from host.metrics import observe_manager_call
+from host.service.bulkhead import DEFAULT_LIMIT as DEFAULT_MANAGER_CALLS
+from host.service.bulkhead import Bulkhead
 from host.service.cache import BoundedCache
+from host.service.health import ManagerHealth
 
 DEFAULT_PRIVATE_KEY_TTL = 30.0
 DEFAULT_MAX_PRIVATE_KEYS = 1024
@@ -33,7 +36,8 @@ DEFAULT_REVISION_CHECK_SECONDS = 2.0
 class UnwrapPath:
     def __init__(self, store, registry, *, private_key_ttl: float = DEFAULT_PRIVATE_KEY_TTL,
                  max_private_keys: int = DEFAULT_MAX_PRIVATE_KEYS, max_keys: int = DEFAULT_MAX_KEYS,
-                 revision_check_seconds: float = DEFAULT_REVISION_CHECK_SECONDS):
+                 revision_check_seconds: float = DEFAULT_REVISION_CHECK_SECONDS,
+                 max_calls_per_manager: int = DEFAULT_MANAGER_CALLS):
         self._store = store
         self._registry = registry
         self.revision_check_seconds = revision_check_seconds
@@ -43,6 +47,8 @@ class UnwrapPath:
         self.private_keys = BoundedCache("private_keys", max_private_keys, ttl=None)
         self.private_key_ttl = private_key_ttl
         self.manager_calls: dict[tuple[str, str, str], list] = {}
+        self.bulkhead = Bulkhead(max_calls_per_manager)  # per provider config: one slow KMS stalls only its keys
+        self.health = ManagerHealth()                    # per provider config: what its calls say (/readyz)
         self._calls_lock = threading.Lock()
 
     # ---- lookup --------------------------------------------------------------
@@ -102,15 +108,29 @@ class UnwrapPath:
             raise errors.Internal(f"key {key.key_id!r} is in {key.mode} mode but has no provider config")
         return self._registry.manager_for(key.provider_config)
 
-    def _call(self, manager_name: str, op: str, fn, *args):
+    def _call(self, manager_name: str, op: str, slot: str | None, fn, *args):
+        """One manager call, counted; `slot` (the provider config id) bounds the calls in flight
+        into that manager (None: the built-in basic manager, local CPU work)."""
         started = time.perf_counter()
         status = "ok"
+        if slot is not None:
+            try:
+                self.bulkhead.enter(slot, manager_name)
+            except errors.Unavailable:
+                observe_manager_call(manager_name, op, "unavailable", 0.0)
+                raise
         try:
             return fn(*args)
         except errors.PlatformError as e:
             status = e.code
             raise
+        except Exception:
+            status = "internal"
+            raise
         finally:
+            if slot is not None:
+                self.bulkhead.leave(slot)
+                self.health.record(slot, manager_name, status)
             elapsed = time.perf_counter() - started
             k = (manager_name, op, status)
             rec = self.manager_calls.get(k)
@@ -131,8 +151,11 @@ class UnwrapPath:
             raise errors.Internal(f"key {key.key_id!r} has no wrapped private key")
         wrapped = base64.b64decode(wrapped_b64)
         manager = self.manager_for(key)
-        name = "opentdf.io/basic" if key.mode == "local" else key.provider_config.manager
-        pem = self._call(name, "unwrap", manager.unwrap, ctx_json.get("key_id", ""), wrapped, ctx)
+        if key.mode == "local":
+            name, slot = "opentdf.io/basic", None
+        else:
+            name, slot = key.provider_config.manager, key.provider_config.id
+        pem = self._call(name, "unwrap", slot, manager.unwrap, ctx_json.get("key_id", ""), wrapped, ctx)
         private = crypto.load_private_pem(pem, key.algorithm, what=f"unwrapped private key of {key.key_id!r}",
                                           authenticated=True)
         if key.mode == "local":
@@ -160,7 +183,8 @@ class UnwrapPath:
         if mode == "remote":
             manager = self.manager_for(key)
             remote_id = (key.private_key_ctx or {}).get("key_id", "")
-            return self._call(key.provider_config.manager, "unwrap", manager.unwrap, remote_id, wrapped, ctx)
+            return self._call(key.provider_config.manager, "unwrap", key.provider_config.id, manager.unwrap,
+                              remote_id, wrapped, ctx)
         raise _public_key_only(key)
 
     def shared_secret(self, key, ephemeral_public_key, ctx: CallContext | None = None) -> bytes:
@@ -171,8 +195,8 @@ class UnwrapPath:
         if mode == "remote":  # ABI v1: the manager gets the ephemeral key (DER) and returns the secret
             manager = self.manager_for(key)
             remote_id = (key.private_key_ctx or {}).get("key_id", "")
-            return self._call(key.provider_config.manager, "unwrap", manager.unwrap, remote_id,
-                              crypto.ephemeral_der(ephemeral_public_key), ctx)
+            return self._call(key.provider_config.manager, "unwrap", key.provider_config.id, manager.unwrap,
+                              remote_id, crypto.ephemeral_der(ephemeral_public_key), ctx)
         raise _public_key_only(key)
 
     def stats(self) -> dict:

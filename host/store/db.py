@@ -91,6 +91,17 @@ def make_engine(url: URL) -> Engine:
     return engine
 
 
+def _file_identity(url: URL) -> tuple[int, int] | None:
+    """(device, inode) of a SQLite file, None for other databases or when the file is gone."""
+    if not is_sqlite_file(url):
+        return None
+    try:
+        st = os.stat(url.database)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _sqlite_pragmas(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
@@ -144,6 +155,7 @@ class Database:
         self.url = url
         self.engine = engine
         self.backend = url.get_backend_name()
+        self._file_identity = None  # (device, inode) of a SQLite file, learned at the first check
 
     @classmethod
     def open(cls, url: str | URL) -> "Database":
@@ -180,6 +192,28 @@ class Database:
 
     def translate(self, exc: BaseException) -> PlatformError:
         return translate(exc, self.url)
+
+    def check(self) -> None:
+        """Raise a PlatformError unless the database answers a query on the schema now.
+
+        `SELECT 1` on a pooled SQLite connection keeps succeeding after the file is deleted or
+        replaced (the connection holds the old inode), so for a file the path is checked too:
+        gone is an error; replaced (another inode) closes the pool, so that the next
+        connection opens the file now at the path, and is checked like any other.
+        """
+        if is_sqlite_file(self.url):
+            now = _file_identity(self.url)
+            if now is None:
+                raise Unavailable(f"{describe(self.url)}: the file is gone")
+            if self._file_identity is not None and now != self._file_identity:
+                self.engine.dispose()
+            self._file_identity = now
+        from sqlalchemy import text
+
+        from host.store.schema import VERSION_TABLE
+
+        with self.connection() as conn:  # a table every schema version has, read for real
+            conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).fetchall()
 
     def close(self) -> None:
         self.engine.dispose()

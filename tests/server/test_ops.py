@@ -16,7 +16,7 @@ def test_health_and_ready(server):
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
     r = httpx.get(f"{server.url}/readyz")
     assert r.status_code == 200
-    assert r.json() == {"status": "ready", "checks": {"plugins": "ok", "database": "ok"}}
+    assert r.json() == {"status": "ready", "checks": {"plugins": "ok", "database": "ok"}, "managers": {}}
 
 
 def test_metrics(server):
