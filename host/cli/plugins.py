@@ -8,6 +8,7 @@ import click
 
 from host.cli import main
 from host.loader import load_plugin
+from host.pinning import file_digest
 
 
 @main.group()
@@ -42,12 +43,14 @@ def list_(platform, as_json):
 @click.argument("path", type=click.Path(dir_okay=True))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def inspect(path, as_json):
-    """Load PATH on its own and show its descriptor."""
+    """Load PATH on its own and show its descriptor and the sha256 to pin it with."""
     plugin = load_plugin(path)
+    digest = file_digest(path)  # after loading: load_plugin names a missing or non-ELF file
     rows = [f.describe() for f in plugin.factories]
     if as_json:
         click.echo(json.dumps({"path": plugin.path, "plugin": plugin.name, "plugin_version": plugin.version,
-                               "abi_version": plugin.abi_version, "managers": rows}, indent=2))
+                               "abi_version": plugin.abi_version, "sha256": digest, "managers": rows}, indent=2))
     else:
         click.echo(f"{plugin.path}: plugin {plugin.name} {plugin.version}, ABI {plugin.abi_version}")
+        click.echo(f"sha256: {digest}  (pin: --key-manager-plugin '{plugin.path}#sha256={digest}')")
         _print_managers(rows, False)
