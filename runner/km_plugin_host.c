@@ -16,6 +16,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -32,6 +33,11 @@
 #include "protocol.h"
 
 _Static_assert(sizeof(struct kmi_header) == KMI_HEADER_SIZE, "header layout");
+
+/* This runner is an ABI 1.0 host: it offers 1.0 and requires the 1.0 fields,
+ * whatever a newer keymanager.h appends to the structs. */
+#define HOST_ABI_MINOR 0
+#define V1_0_SIZE(type, last) (offsetof(type, last) + sizeof(((type *)0)->last))
 
 #define MAX_MANAGERS 4096
 #define MAX_ERROR 1024
@@ -228,7 +234,7 @@ static void do_call(const struct job *j)
     int serial = !(s->factory->capabilities & KM_CAP_THREAD_SAFE);
     if (serial)
         pthread_mutex_lock(&s->serial);
-    km_call_ctx ctx = {sizeof ctx, time_left(j), j->rid};
+    km_call_ctx ctx = {V1_0_SIZE(km_call_ctx, request_id), time_left(j), j->rid};
     uint8_t *out = NULL;
     size_t out_len = 0;
     char *err = NULL;
@@ -306,7 +312,7 @@ static const char *check_plugin(const km_plugin *p, char *why, size_t n)
                  "(rebuild the plugin against this keymanager.h)", p->abi_major, p->abi_minor, KM_ABI_VERSION_MAJOR);
         return why;
     }
-    if (p->struct_size < sizeof(km_plugin))
+    if (p->struct_size < V1_0_SIZE(km_plugin, free))
         return "km_plugin.struct_size is smaller than ABI 1.0's";
     if (p->free == NULL)
         return "km_plugin.free is NULL (the host needs it to release plugin buffers)";
@@ -316,8 +322,8 @@ static const char *check_plugin(const km_plugin *p, char *why, size_t n)
         return "must offer 1..64 factories";
     for (size_t i = 0; i < p->factory_count; i++) {
         const km_factory *f = p->factories[i];
-        if (f == NULL || f->struct_size < sizeof(km_factory) || f->manager_name == NULL || f->create == NULL ||
-            f->ops == NULL || f->ops->struct_size < sizeof(km_manager_ops) || f->ops->destroy == NULL) {
+        if (f == NULL || f->struct_size < V1_0_SIZE(km_factory, ops) || f->manager_name == NULL || f->create == NULL ||
+            f->ops == NULL || f->ops->struct_size < V1_0_SIZE(km_manager_ops, destroy) || f->ops->destroy == NULL) {
             snprintf(why, n, "factory #%zu is incomplete (NULL factory, name, create, ops or destroy, "
                      "or a struct_size smaller than ABI 1.0's)", i);
             return why;
@@ -388,7 +394,11 @@ int main(int argc, char **argv)
                    "not a key-manager plugin: it does not export km_plugin_init");
         return 1;
     }
-    static const km_host host = {sizeof(km_host), KM_ABI_VERSION_MAJOR, KM_ABI_VERSION_MINOR, host_log, NULL};
+    static km_host host;
+    host.struct_size = V1_0_SIZE(km_host, log_ctx);
+    host.abi_major = KM_ABI_VERSION_MAJOR;
+    host.abi_minor = HOST_ABI_MINOR;
+    host.log = host_log;
     char why[512];
     const char *bad = check_plugin(plugin = init(&host), why, sizeof why);
     if (bad != NULL) {

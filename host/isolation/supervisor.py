@@ -33,6 +33,9 @@ MEMORY_ENV, DEFAULT_MEMORY_MB = "PLATFORM_ISOLATED_MEMORY_MB", 2048
 WORKERS = 4
 
 
+_CLOSED = "closed by the host"
+
+
 class _Call:
     __slots__ = ("done", "frame")
 
@@ -174,7 +177,8 @@ class Child:
             self._sock.shutdown(socket.SHUT_RDWR)  # wakes the reader
         except OSError:
             pass
-        log.warning("isolated plugin %s: %s; killed", self._spec.path, reason)
+        log.log(logging.INFO if reason == _CLOSED else logging.WARNING,
+                "isolated plugin %s: %s; killed", self._spec.path, reason)
         self._on_exit(self)
 
     def _reap(self) -> None:
@@ -207,7 +211,7 @@ class Child:
         return f"process exited with status {rc}"
 
     def close(self) -> None:
-        self.kill("closed by the host")
+        self.kill(_CLOSED)
 
 
 def _text(data: bytes, limit: int = 1024) -> str:
