@@ -23,7 +23,8 @@
 #include "keymanager.h"
 
 struct km_manager { int unused; };
-static km_host g_host;
+static km_log_fn g_log;
+static void *g_log_ctx;
 
 static char *dup_str(const char *s) { size_t n = strlen(s) + 1; char *p = malloc(n); memcpy(p, s, n); return p; }
 
@@ -55,8 +56,8 @@ static int32_t echo(km_manager *m, const km_call_ctx *ctx, const char *kid, cons
                 continue;
         }
     }
-    if (strcmp(kid, "log") == 0 && g_host.log)
-        g_host.log(g_host.log_ctx, KM_LOG_WARN, ctx ? ctx->request_id : NULL, "hello from wild");
+    if (strcmp(kid, "log") == 0 && g_log)
+        g_log(g_log_ctx, KM_LOG_WARN, ctx ? ctx->request_id : NULL, "hello from wild");
     if (strcmp(kid, "alloc") == 0) {
         size_t size = (size_t)512 << 20;
         char *big = malloc(size);
@@ -80,6 +81,6 @@ static const km_plugin PLUGIN = { sizeof(km_plugin), KM_ABI_VERSION_MAJOR, KM_AB
                                   "wild", "0.0.1", FACTORIES, 1, free };
 
 __attribute__((visibility("default"))) const km_plugin *km_plugin_init(const km_host *host) {
-    if (host && host->struct_size >= sizeof(km_host)) g_host = *host;
+    if (host && host->abi_major == KM_ABI_VERSION_MAJOR) { g_log = host->log; g_log_ctx = host->log_ctx; }
     return &PLUGIN;
 }
