@@ -219,3 +219,36 @@ def test_postgres_constraint_error_names_constraint_not_values(pg_db_url):
         assert "\n" not in mapped.message
     finally:
         s.close()
+
+
+def test_upgrade_0001_to_0002_keeps_rows_and_lowercases_names(db_url):
+    """A database made by 0001 with mixed-case names upgrades in place: names lower-cased,
+    keys not legacy, no base key; afterwards a KAS may have no name."""
+    from host.store.db import Database
+
+    db = Database.open(db_url)
+    try:
+        schema.upgrade(db, "0001_initial")
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO key_access_server (id, uri, name, labels, created_at, updated_at) "
+                              "VALUES ('6b1f4c5e-0000-4000-8000-00000000000a', 'https://a.example.com', 'Kas-A', "
+                              "'{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+            conn.execute(text("INSERT INTO provider_config (id, name, manager, config_json, config_encrypted, labels, "
+                              "created_at, updated_at, revision) VALUES ('6b1f4c5e-0000-4000-8000-00000000000b', "
+                              "'AWS-Prod', 'aws-kms', :cfg, false, '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 1)"),
+                         {"cfg": b"{}"})
+            conn.execute(text("INSERT INTO kas_key (id, key_id, kas_id, algorithm, status, mode, labels, created_at, "
+                              "updated_at) VALUES ('6b1f4c5e-0000-4000-8000-00000000000c', 'k1', "
+                              "'6b1f4c5e-0000-4000-8000-00000000000a', 'rsa:2048', 'active', 'local', '{}', "
+                              "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        assert schema.upgrade(db, "head") == ("0001_initial", schema.HEAD)
+    finally:
+        db.close()
+    s = Store.open(db_url)
+    try:
+        assert s.kas.get("KAS-a").name == "kas-a"
+        assert s.providers.get(name="aws-PROD", manager="aws-kms").name == "aws-prod"
+        assert s.keys.get_by_kid("k1").legacy is False and s.keys.base_key() is None
+        assert s.kas.create("https://b.example.com").name == ""
+    finally:
+        s.close()

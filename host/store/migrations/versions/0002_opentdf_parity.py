@@ -23,12 +23,21 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("key_access_server") as batch:
-        batch.alter_column("name", existing_type=sa.String(255), nullable=True)
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite rebuilds key_access_server to relax NOT NULL (drop + rename). Dropping a table that
+        # kas_key rows reference fails with foreign keys on, and they cannot be turned off inside the
+        # upgrade's transaction: park the keys aside while the table is rebuilt.
+        op.execute("CREATE TABLE _kas_key_parked AS SELECT * FROM kas_key")
+        op.execute("DELETE FROM kas_key")
+        with op.batch_alter_table("key_access_server") as batch:
+            batch.alter_column("name", existing_type=sa.String(255), nullable=True)
+        op.execute("INSERT INTO kas_key SELECT * FROM _kas_key_parked")
+        op.execute("DROP TABLE _kas_key_parked")
+    else:
+        op.alter_column("key_access_server", "name", existing_type=sa.String(255), nullable=True)
     op.execute("UPDATE key_access_server SET name = lower(name) WHERE name IS NOT NULL")
     op.execute("UPDATE provider_config SET name = lower(name)")
-    with op.batch_alter_table("kas_key") as batch:
-        batch.add_column(sa.Column("legacy", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column("kas_key", sa.Column("legacy", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.create_index("uq_kas_key_legacy_per_kas", "kas_key", ["kas_id"], unique=True,
                     sqlite_where=sa.text("legacy"), postgresql_where=sa.text("legacy"))
     op.create_table(
