@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = [
     "unwrap rsa:2048 local", "unwrap rsa:2048 provider", "unwrap rsa:4096 local", "unwrap rsa:4096 provider",
     "unwrap ec:secp256r1 local", "unwrap ec:secp256r1 provider",
-    "FFI unwrap file-kek", "C ABI round trip",
+    "FFI unwrap file-kek", "C ABI round trip", "isolated unwrap file-kek",
     "provider rsa:2048 cold", "provider ec:secp256r1 cold", "provider cache hit ratio",
     "2 threads bench-rsa (OpenSSL in plugin)", "2 threads pkcs11 (SoftHSM2)",
     "HTTP Rewrap rsa:2048, 2 workers", "HTTP Rewrap CPU per request", "load generator CPU (wrk)",

@@ -1,0 +1,119 @@
+"""An isolated plugin (`isolated:PATH`, a km-plugin-host child) vs the same
+plugin in-process: file-kek's AES-256-GCM unwrap through both, and a
+KMS Decrypt through aws-kms against moto's standalone server on loopback
+(moto cannot decrypt with RSA keys, so a symmetric key: the same HTTP round
+trip as remote mode; skipped when moto_server is not installed).
+
+The figure is the wall-clock ratio: an isolated call spends most of its
+time in the other process and waiting on the socket, which the measuring
+thread's CPU time does not see. The host-side CPU per call is shown beside
+it (what an isolated call costs the server's own cores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+
+from bench.env import BUILD, FILE_KEK
+from bench.results import Figure
+from bench.timing import Budget, paired
+
+
+AWS_KMS = BUILD / "plugins" / "aws-kms-manager.so"
+CREDENTIALS = {"access_key_id": "AKIAMOTOBENCH0000001", "secret_access_key": "moto-bench-secret"}
+
+
+def _compare(name: str, local, isolated, call, budget: Budget, note: str) -> Figure:
+    result = paired(lambda: call(local), lambda: call(isolated), budget)
+    wall_iso = 1e6 / statistics.median(result.subject_rates)
+    wall_local = 1e6 / statistics.median(result.baseline_rates)
+    return Figure.ratio(
+        name, result.wall_ratio, "x in-process", None,
+        note=f"isolated {wall_iso:,.1f}us vs in-process {wall_local:,.1f}us per call (wall); "
+             f"host CPU {1e6 / result.subject_rate:,.1f}us per isolated call; {note}",
+        **result.detail())
+
+
+@contextmanager
+def _isolated(path, config: bytes):
+    from host.plugin_specs import load_one
+
+    plugin = load_one(f"isolated:{path}")
+    manager = plugin.factories[0].create(config)
+    try:
+        yield manager
+    finally:
+        manager.close()
+        plugin._keepalive[0].close()
+
+
+@contextmanager
+def _moto():
+    exe = shutil.which("moto_server", path=os.path.dirname(sys.executable))
+    if exe is None:
+        yield None
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):  # bounded wait for readiness
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _aws_kms(budget: Budget) -> list[Figure]:
+    import boto3
+
+    from host.loader import load_plugin
+
+    with _moto() as url:
+        if url is None or not AWS_KMS.exists():
+            return []
+        kms = boto3.client("kms", region_name="us-east-1", endpoint_url=url,
+                           aws_access_key_id=CREDENTIALS["access_key_id"],
+                           aws_secret_access_key=CREDENTIALS["secret_access_key"])
+        arn = kms.create_key(Description="bench")["KeyMetadata"]["Arn"]
+        config = json.dumps({"region": "us-east-1", "kms_key_id": arn, "endpoint": url, **CREDENTIALS}).encode()
+        dek = os.urandom(32)
+        wrapped = kms.encrypt(KeyId=arn, Plaintext=dek)["CiphertextBlob"]
+        local = load_plugin(str(AWS_KMS)).factories[0].create(config)
+        try:
+            with _isolated(AWS_KMS, config) as isolated:
+                assert isolated.unwrap(arn, wrapped) == dek
+                return [_compare("isolated unwrap aws-kms (moto)", local, isolated,
+                                 lambda m: m.unwrap(arn, wrapped), budget,
+                                 "KMS Decrypt by moto over loopback HTTP")]
+        finally:
+            local.close()
+
+
+def run(env, budget: Budget) -> list[Figure]:
+    local = env.manager("fk")
+    key_id = env.file_kek_config["default_key_id"]
+    dek = os.urandom(32)
+    blob = local.wrap(key_id, dek)
+    with _isolated(FILE_KEK, json.dumps(env.file_kek_config).encode()) as isolated:
+        assert isolated.unwrap(key_id, blob) == dek
+        figures = [_compare("isolated unwrap file-kek", local, isolated, lambda m: m.unwrap(key_id, blob), budget,
+                            "AES-256-GCM in the plugin")]
+    return figures + _aws_kms(budget)
