@@ -49,14 +49,18 @@ async def serve_http(app, scope, protocol) -> None:
     `anext(iterator, default)` on granian's body iterator (it ends the worker process with no
     Python traceback, found with chunked bodies), takes the worker down with every request on it.
     """
-    chunks = aiter(protocol) if scope.headers.get("content-length") is None else None
+    length = scope.headers.get("content-length")
+    chunks = aiter(protocol) if length is None else None
     start: dict = {}
     sent = False
 
     async def receive() -> dict:
         try:
             if chunks is None:  # the length is known (and checked by the app before it reads): read it whole
-                return {"type": "http.request", "body": await protocol(), "more_body": False}
+                body = await protocol()
+                if len(body) != int(length):  # granian ends a body cut short by the client as if complete
+                    return {"type": "http.disconnect"}
+                return {"type": "http.request", "body": body, "more_body": False}
             try:  # streamed (chunked or length-less), so the app's body limit applies as it arrives
                 chunk = await chunks.__anext__()
             except StopAsyncIteration:
