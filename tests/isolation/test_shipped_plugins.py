@@ -96,3 +96,18 @@ def test_vault_against_the_emulator(isolated):
         factory = isolated(BUILD / "plugins" / "vault-manager.so")
         round_trip(factory.create(json.dumps({"vault_addr": emu.addr, "vault_token": token, "mount_path": "transit",
                                               "key_name": "iso"})), "")
+
+
+def test_azure_against_the_emulator(isolated):
+    make_or_fail("build/plugins/azure-manager.so")
+    from tests.emulators.azure_keyvault import AzureKeyVaultEmulator
+    from tests.plugins.test_azure import AzureUnderTest
+
+    with AzureKeyVaultEmulator() as emu:
+        client_id, secret = emu.add_client()
+        extra = {"authority_host": emu.authority_host, "disable_instance_discovery": True,
+                 "verify_challenge_resource": False, "ca_cert": emu.ca_file}
+        azure = AzureUnderTest(emu.vault_url, emu.tenant_id, client_id, secret, extra, emu)
+        name, _version = azure.new_key()
+        factory = isolated(BUILD / "plugins" / "azure-manager.so")
+        round_trip(factory.create(json.dumps(azure.config(name))), "")
