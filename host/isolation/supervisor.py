@@ -56,8 +56,11 @@ class Child:
         self._send_lock = threading.Lock()
         self._exit_lock = threading.Lock()
         self._reason = ""
+        try:
+            fd = os.open(spec.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise errors.PluginLoadError(f"{spec.path}: cannot open: {e.strerror}") from None
         parent, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        fd = os.open(spec.path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             pinning.verify(spec, fd)  # the runner dlopens this very fd, not the path again
             memory_mb = os.environ.get(MEMORY_ENV) or str(DEFAULT_MEMORY_MB)
@@ -65,6 +68,9 @@ class Child:
                 [str(p.RUNNER), str(theirs.fileno()), memory_mb, str(MAX_OUTPUT), str(WORKERS), f"/proc/self/fd/{fd}"],
                 pass_fds=(theirs.fileno(), fd), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 start_new_session=True)
+        except OSError as e:  # the runner could not be started
+            parent.close()
+            raise errors.PluginLoadError(f"{spec.path}: cannot start {p.RUNNER}: {e.strerror}") from None
         except BaseException:
             parent.close()
             raise

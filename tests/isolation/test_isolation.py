@@ -180,3 +180,33 @@ def test_file_kek_round_trip_isolated():
         manager.close()
         local.close()
         plugin._keepalive[0].close()
+
+
+def test_a_factory_without_thread_safe_is_called_by_one_thread_at_a_time(tmp_path):
+    from tests.cbuild import build_shared
+    from tests.isolation.conftest import HERE
+
+    so = build_shared(HERE / "wild_plugin.c", tmp_path / "wild-serial-manager.so", {"NOT_THREAD_SAFE": None})
+    plugin = load_isolated(PluginSpec(str(so), isolated=True))
+    (factory,) = plugin.factories
+    assert not factory.thread_safe
+    manager = factory.create(b"{}")
+    failures = []
+
+    def worker():
+        for _ in range(5):
+            try:
+                manager.unwrap("slow", b"x", ctx(30))
+            except errors.PlatformError as e:
+                failures.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not failures and manager.unwrap("maxc", b"", ctx()) == b"\x01"
+    finally:
+        manager.close()
+        plugin._keepalive[0].close()

@@ -93,3 +93,17 @@ def test_inspect_prints_the_digest_to_pin(plugin_copy):
     doc = json.loads(subprocess.run(cmd + [str(plugin_copy), "--json"], capture_output=True, text=True,
                                     check=True).stdout)
     assert doc["sha256"] == digest
+
+
+def test_a_plugin_file_removed_under_a_running_platform_answers_unavailable(plugin_copy):
+    plugin = load_one(f"isolated:{plugin_copy}")
+    manager = plugin.factories[0].create(b"{}")
+    try:
+        plugin_copy.unlink()
+        with pytest.raises(errors.Unavailable):
+            manager.unwrap("abort", b"x", CallContext.with_timeout(10))
+        with pytest.raises(errors.Unavailable, match="cannot open"):
+            manager.unwrap("", b"x", CallContext.with_timeout(10))
+    finally:
+        manager.close()
+        plugin._keepalive[0].close()

@@ -10,8 +10,12 @@
  *   alloc    mallocs and touches 512 MiB (KM_ERR_UNAVAILABLE when refused)
  *   nnp      returns PR_GET_NO_NEW_PRIVS as one byte
  *   pid      returns getpid() as text (tells children apart)
+ *   slow     sleeps 20 ms, counting how many calls overlap
+ *   maxc     returns the largest overlap seen, as one byte
+ * -DNOT_THREAD_SAFE drops KM_CAP_THREAD_SAFE.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +29,15 @@
 struct km_manager { int unused; };
 static km_log_fn g_log;
 static void *g_log_ctx;
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static int g_in_call, g_max_overlap;
+
+static void track(int delta) {
+    pthread_mutex_lock(&g_mu);
+    g_in_call += delta;
+    if (g_in_call > g_max_overlap) g_max_overlap = g_in_call;
+    pthread_mutex_unlock(&g_mu);
+}
 
 static char *dup_str(const char *s) { size_t n = strlen(s) + 1; char *p = malloc(n); memcpy(p, s, n); return p; }
 
@@ -66,6 +79,8 @@ static int32_t echo(km_manager *m, const km_call_ctx *ctx, const char *kid, cons
         free(big);
     }
     if (strcmp(kid, "nnp") == 0) { uint8_t v = (uint8_t)prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0); return give(&v, 1, out, out_len); }
+    if (strcmp(kid, "slow") == 0) { struct timespec ts = {0, 20000000}; track(1); nanosleep(&ts, NULL); track(-1); }
+    if (strcmp(kid, "maxc") == 0) { uint8_t v = (uint8_t)g_max_overlap; return give(&v, 1, out, out_len); }
     if (strcmp(kid, "pid") == 0) { char b[32]; snprintf(b, sizeof b, "%d", (int)getpid()); return give(b, strlen(b), out, out_len); }
     if (n == 3 && memcmp(in, "bad", 3) == 0) { *err = dup_str("authentication failed"); return KM_ERR_CRYPTO; }
     return give(in, n, out, out_len);
@@ -74,7 +89,11 @@ static int32_t echo(km_manager *m, const km_call_ctx *ctx, const char *kid, cons
 static void destroy(km_manager *m) { free(m); }
 
 static const km_manager_ops OPS = { sizeof(km_manager_ops), echo, echo, NULL, NULL, destroy };
-static const km_factory FACTORY = { sizeof(km_factory), "wild", KM_CAP_THREAD_SAFE | KM_CAP_WRAP | KM_CAP_UNWRAP,
+static const km_factory FACTORY = { sizeof(km_factory), "wild",
+#ifndef NOT_THREAD_SAFE
+                                    KM_CAP_THREAD_SAFE |
+#endif
+                                    KM_CAP_WRAP | KM_CAP_UNWRAP,
                                     create, &OPS };
 static const km_factory *const FACTORIES[] = { &FACTORY };
 static const km_plugin PLUGIN = { sizeof(km_plugin), KM_ABI_VERSION_MAJOR, KM_ABI_VERSION_MINOR,
