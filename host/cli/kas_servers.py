@@ -1,4 +1,4 @@
-"""`platform policy kas-registry create|get|list`: the Key Access Servers.
+"""`platform policy kas-registry create|get|list|update|delete`: the Key Access Servers.
 
 Named kas_servers (not kas_registry) because `host.cli.kas_registry` is the
 click group this module attaches to; a submodule of that name would shadow it.
@@ -34,13 +34,42 @@ def echo_kas(kas, as_json: bool) -> None:
 
 @kas_registry.command("create")
 @click.option("--uri", "-u", required=True, help="KAS URL, e.g. https://kas.example.com.")
-@click.option("--name", "-n", required=True, help="Unique KAS name.")
+@click.option("--name", "-n", default=None, help="Unique KAS name (optional; stored lower-case).")
 @click.option("--label", "-l", "labels", multiple=True, metavar="KEY=VALUE", help="Label (repeatable).")
 @json_option
 @click.pass_obj
 def create(platform, uri, name, labels, as_json):
     """Register a Key Access Server."""
     echo_kas(platform.store.kas.create(uri, name, parse_labels(labels)), as_json)
+
+
+@kas_registry.command("update")
+@click.option("--id", "-i", "id_", required=True, help="KAS id.")
+@click.option("--uri", "-u", default=None, help="New URI.")
+@click.option("--name", "-n", default=None, help="New name.")
+@click.option("--label", "-l", "labels", multiple=True, metavar="KEY=VALUE", help="Label (repeatable), merged.")
+@click.option("--force-replace-labels", is_flag=True, help="Replace the labels instead of merging.")
+@json_option
+@click.pass_obj
+def update(platform, id_, uri, name, labels, force_replace_labels, as_json):
+    """Change a KAS's URI, name or labels."""
+    label_map = parse_labels(labels)
+    if force_replace_labels and label_map is None:
+        label_map = {}
+    echo_kas(platform.store.kas.update(id_, uri=uri, name=name, labels=label_map,
+                                       extend_labels=not force_replace_labels), as_json)
+
+
+@kas_registry.command("delete")
+@click.option("--id", "-i", "id_", required=True, help="KAS id.")
+@click.option("--force", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@click.pass_obj
+def delete(platform, id_, force, as_json):
+    """Delete a KAS that holds no keys."""
+    if not force:
+        click.confirm(f"Delete KAS {id_}?", abort=True)
+    echo_kas(platform.store.kas.delete(id_), as_json)
 
 
 @kas_registry.command("get")

@@ -28,9 +28,16 @@ def key_json(key) -> dict:
             "private_key_ctx": None if ctx is None else {"key_id": ctx.get("key_id", ""),
                                                          "wrapped_key": ctx.get("wrapped_key", "")},
             "provider_config": None if pc is None else {"id": pc.id, "name": pc.name, "manager": pc.manager},
+            "legacy": bool(getattr(key, "legacy", False)),
             "metadata": {"labels": key.labels, "created_at": rfc3339(key.created_at), "updated_at": rfc3339(key.updated_at)},
         },
     }
+
+
+def base_key_json(key) -> dict:
+    """A key as a base key (policy.SimpleKasKey): the PEM itself, not base64."""
+    return {"kas_id": key.kas_id, "kas_uri": key.kas_uri,
+            "public_key": {"algorithm": key.algorithm, "kid": key.key_id, "pem": key.public_key_pem or ""}}
 
 
 def parse_labels(values: tuple[str, ...]) -> dict[str, str] | None:

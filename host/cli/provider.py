@@ -143,16 +143,24 @@ def create(platform, name, manager, config, labels, validate, as_json):
     echo_config(cfg, as_json)
 
 
+def _lookup(platform, id_, name, manager):
+    """By --id, by --name and --manager, or by --name alone when one manager has that name (the seed
+    document's form; otdfctl now refuses it)."""
+    if name is not None and manager is None and id_ is None:
+        return platform.store.providers.by_name(name)
+    return platform.store.providers.get(id=id_, name=name, manager=manager)
+
+
 @provider.command("get")
 @click.option("--id", "-i", "id_", default=None, help="Provider config id.")
-@click.option("--name", "-n", default=None, help="Name (with --manager).")
+@click.option("--name", "-n", default=None, help="Name (add --manager when several configs share it).")
 @click.option("--manager", "-m", default=None, help="Manager (with --name).")
 @click.option("--show-config", is_flag=True, help="Print config_json in the table (it may hold secrets).")
 @json_option
 @click.pass_obj
 def get(platform, id_, name, manager, show_config, as_json):
-    """Get a provider configuration by --id, or by --name and --manager."""
-    echo_config(platform.store.providers.get(id=id_, name=name, manager=manager), as_json, show_config)
+    """Get a provider configuration by --id, or by --name (and --manager when several share the name)."""
+    echo_config(_lookup(platform, id_, name, manager), as_json, show_config)
 
 
 @provider.command("list")
@@ -225,7 +233,7 @@ def delete(platform, id_, force, as_json):
 @click.pass_obj
 def validate(platform, id_, name, manager, as_json):
     """Build the manager from a stored config and probe it (exit 1 when it fails)."""
-    cfg = platform.store.providers.get(id=id_, name=name, manager=manager)
+    cfg = _lookup(platform, id_, name, manager)
     ok, ms, reason, error = probe_config(platform, cfg.manager, cfg.config_json)
     if as_json:
         echo_json({"id": cfg.id, "manager": cfg.manager, "ok": ok, "latency_ms": round(ms, 3),

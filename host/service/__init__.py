@@ -42,6 +42,9 @@ class KeyService:
     def get_key(self, id=None, kas=None, key_id=None):
         return self.lifecycle.get(id=id, kas=kas, key_id=key_id)
 
+    def find_key(self, ref, kas=None):
+        return self.lifecycle.find(ref, kas=kas)
+
     def list_keys(self, kas=None, limit=None, offset=0, algorithm=None, legacy=None, sort=None):
         return self.lifecycle.list(kas=kas, limit=limit, offset=offset, algorithm=algorithm, legacy=legacy, sort=sort)
 

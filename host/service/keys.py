@@ -262,6 +262,19 @@ class KeyLifecycle:
         server_id = self._store.kas.get(kas).id if kas else None
         return self._store.keys.get_by_kid(key_id, server_id)
 
+    def find(self, ref: str, kas: str | None = None):
+        """A key by otdfctl's `--key`: its UUID, or its key id (on --kas when several KAS hold it)."""
+        from host.store.validation import is_uuid
+
+        if not ref:
+            raise errors.InvalidArgument("--key must name a key (its id or key id)")
+        if is_uuid(ref):
+            try:
+                return self.get(id=ref)
+            except errors.NotFound:
+                pass  # a key id may look like a UUID
+        return self.get(kas=kas, key_id=ref)
+
     def list(self, kas: str | None = None, limit: int | None = None, offset: int = 0, algorithm: str | None = None,
              legacy: bool | None = None, sort: tuple[str, str] | None = None):
         server_id = self._store.kas.get(kas).id if kas else None

@@ -97,6 +97,21 @@ class ProviderRepository:
         with self._sessions.session() as s:
             return self._codec.record(self._row(s, id, name, manager))
 
+    def by_name(self, name: str) -> ProviderConfig:
+        """The one config of that name, whatever its manager (the seed document's name-only lookup;
+        the API refuses it, as OpenTDF). Several managers share the name -> InvalidArgument naming them."""
+        name = v.name("name", name)
+        with self._sessions.session() as s:
+            rows = s.scalars(select(ProviderConfigRow).where(func.lower(ProviderConfigRow.name) == name)
+                             .order_by(ProviderConfigRow.manager)).all()
+            if not rows:
+                raise NotFound(f"provider config with name {name!r} not found")
+            if len(rows) > 1:
+                managers = ", ".join(r.manager for r in rows)
+                raise InvalidArgument(f"several provider configs are named {name!r} (managers: {managers}); "
+                                      f"give --manager to choose one")
+            return self._codec.record(rows[0])
+
     def list(self, limit: int | None = None, offset: int = 0) -> tuple[list[ProviderConfig], int]:
         """Newest first."""
         limit, offset = v.page(limit, offset)

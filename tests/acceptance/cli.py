@@ -103,7 +103,7 @@ class PlatformCli:
         return doc
 
     def get_key(self, key_id: str) -> dict:
-        return json.loads(self.run("policy", "kas-registry", "key", "get", "--key-id", key_id, "--json").stdout)["key"]
+        return json.loads(self.run("policy", "kas-registry", "key", "get", "--key", key_id, "--json").stdout)["key"]
 
     def public_key_pem(self, key_id: str) -> str:
         return self.run("kas", "public-key", "--kid", key_id).stdout

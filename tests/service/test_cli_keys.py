@@ -48,7 +48,8 @@ def test_local_and_provider_keys_through_cli(cli, tmp_path, alg):
         cli("kas", "wrap", "--kid", kid, "--in", tmp_path / "dek.bin", "--out", tmp_path / "w.json")
         cli("kas", "unwrap", "--in", tmp_path / "w.json", "--out", tmp_path / "out.bin")
         assert (tmp_path / "out.bin").read_bytes() == dek
-        cli("policy", "kas-registry", "key", "rotate", "--kas", "kas1", "--key-id", kid, "--new-key-id", f"{mode}-2")
+        cli("policy", "kas-registry", "key", "rotate", "--kas", "kas1", "--key", kid, "--key-id", f"{mode}-2",
+            "--algorithm", alg, "--mode", mode, *extra)
         cli("kas", "unwrap", "--in", tmp_path / "w.json", "--out", tmp_path / "again.bin")
         assert (tmp_path / "again.bin").read_bytes() == dek
         listed = json.loads(cli("policy", "kas-registry", "key", "list", "--json").stdout)

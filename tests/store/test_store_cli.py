@@ -145,7 +145,7 @@ def test_delete_refused_while_referenced(cli):
 
 
 @pytest.mark.parametrize("args, cls, pattern", [
-    (["get", "--name", "p"], InvalidArgument, "manager is required"),
+    (["get", "--manager", "m"], InvalidArgument, "name is required"),  # --name alone works (the seed document)
     (["get", "--manager", "m"], InvalidArgument, "name is required"),
     (["get", "--id", "not-a-uuid"], InvalidArgument, "not a valid UUID"),
     (["create", "-n", "p", "-m", "m"], InvalidArgument, "--config (or --config-json) is required"),
@@ -300,7 +300,7 @@ def test_console_script_bad_input_one_line(sqlite_db_url, tmp_path):
     one_line_error(platform(*PROVIDER, "create", "-n", "p", "-m", "m", "-c", b'{"a": "\xff"}'), "not valid UTF-8")
     one_line_error(platform(*PROVIDER, "create", "-n", b"bad\xffname", "-m", "m", "-c", "{}"),
                    "name is not valid UTF-8")
-    one_line_error(platform(*PROVIDER, "get", "--name", "p"), "manager is required")
+    one_line_error(platform(*PROVIDER, "get", "--name", "p"), "not found")
     one_line_error(platform(*PROVIDER, "get", "--id", "6b1f4c5e-0000-4000-8000-000000000000"), "not found")
     # Without a root key the store warns once on stderr that secrets are stored unencrypted.
     created = platform(*PROVIDER, "create", "-n", "p", "-m", "m", "-c", '{"token": "TOPSECRET"}')
