@@ -25,6 +25,7 @@ from contextlib import contextmanager
 
 from bench.env import BUILD, FILE_KEK
 from bench.results import Figure
+from host.errors import PlatformError
 from bench.timing import Budget, paired
 
 
@@ -116,4 +117,8 @@ def run(env, budget: Budget) -> list[Figure]:
         assert isolated.unwrap(key_id, blob) == dek
         figures = [_compare("isolated unwrap file-kek", local, isolated, lambda m: m.unwrap(key_id, blob), budget,
                             "AES-256-GCM in the plugin")]
-    return figures + _aws_kms(budget)
+    try:
+        return figures + _aws_kms(budget)
+    except PlatformError as e:  # the KMS side broke: keep the file-kek figure, say why
+        return figures + [Figure("isolated unwrap aws-kms (moto)", None, "x in-process",
+                                 note=f"not measured: {e.message[:120]}")]

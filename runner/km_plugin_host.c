@@ -8,9 +8,9 @@
  * crash, abort, hang, lie about out_len -- happens in this process; the host
  * notices, fails the calls in flight and starts a new one.
  *
- * The main thread reads requests and queues them; WORKERS threads run them
- * (a manager whose factory is not thread-safe is called by one at a time)
- * and write the replies. EOF on the socket means the host is gone: exit.
+ * WORKERS threads (the main thread among them) take turns reading a request
+ * and run it (a manager whose factory is not thread-safe is called by one at
+ * a time), writing the reply. EOF on the socket means the host is gone: exit.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -132,7 +132,6 @@ struct job {
     char rid[KMI_MAX_TEXT + 1];
     char key[KMI_MAX_TEXT + 1];
     uint8_t *data;
-    struct job *next;
 };
 
 static uint32_t time_left(const struct job *j)
@@ -257,24 +256,35 @@ static void do_call(const struct job *j)
     reply(j, st, 0, out, out_len, err);
 }
 
-/* ---- the worker pool ------------------------------------------------------- */
+/* ---- the workers -------------------------------------------------------------
+ * Each worker takes its turn reading one request, then runs it while the
+ * next worker reads: no hand-off between threads on the way in. */
 
-static struct job *queue_head, *queue_tail;
-static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t queue_cond = PTHREAD_COND_INITIALIZER;
+static pthread_mutex_t read_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct job *read_job(void)
+{
+    struct job *j = calloc(1, sizeof *j);
+    if (j == NULL || read_full(&j->h, sizeof j->h) != 0)
+        _exit(0); /* EOF: the host closed its end */
+    clock_gettime(CLOCK_MONOTONIC, &j->received);
+    if (j->h.magic != KMI_MAGIC || j->h.rid_len > KMI_MAX_TEXT || j->h.key_len > KMI_MAX_TEXT ||
+        j->h.data_len > KMI_MAX_DATA)
+        _exit(5); /* not our protocol: nothing sensible to answer */
+    j->data = malloc(j->h.data_len ? j->h.data_len : 1);
+    if (j->data == NULL || read_full(j->rid, j->h.rid_len) != 0 || read_full(j->key, j->h.key_len) != 0 ||
+        read_full(j->data, j->h.data_len) != 0)
+        _exit(0);
+    return j;
+}
 
 static void *worker(void *arg)
 {
     (void)arg;
     for (;;) {
-        pthread_mutex_lock(&queue_lock);
-        while (queue_head == NULL)
-            pthread_cond_wait(&queue_cond, &queue_lock);
-        struct job *j = queue_head;
-        queue_head = j->next;
-        if (queue_head == NULL)
-            queue_tail = NULL;
-        pthread_mutex_unlock(&queue_lock);
+        pthread_mutex_lock(&read_lock);
+        struct job *j = read_job();
+        pthread_mutex_unlock(&read_lock);
         if (j->h.op == KMI_OP_CREATE)
             do_create(j);
         else
@@ -284,18 +294,6 @@ static void *worker(void *arg)
         free(j);
     }
     return NULL;
-}
-
-static void enqueue(struct job *j)
-{
-    pthread_mutex_lock(&queue_lock);
-    if (queue_tail)
-        queue_tail->next = j;
-    else
-        queue_head = j;
-    queue_tail = j;
-    pthread_cond_signal(&queue_cond);
-    pthread_mutex_unlock(&queue_lock);
 }
 
 /* ---- start-up ---------------------------------------------------------------- */
@@ -405,27 +403,11 @@ int main(int argc, char **argv)
         send_error(0, KMI_OP_HELLO, KM_ERR_INVALID_ARGUMENT, "%s", bad);
         return 1;
     }
-    for (int i = 0; i < (workers > 0 ? workers : 1); i++) {
-        pthread_t t;
-        if (pthread_create(&t, NULL, worker, NULL) != 0) {
-            send_error(0, KMI_OP_HELLO, KM_ERR_UNAVAILABLE, "cannot start worker threads");
-            return 1;
-        }
-    }
     hello();
-
-    for (;;) {
-        struct job *j = calloc(1, sizeof *j);
-        if (j == NULL || read_full(&j->h, sizeof j->h) != 0)
-            _exit(0); /* EOF: the host closed its end */
-        clock_gettime(CLOCK_MONOTONIC, &j->received);
-        if (j->h.magic != KMI_MAGIC || j->h.rid_len > KMI_MAX_TEXT || j->h.key_len > KMI_MAX_TEXT ||
-            j->h.data_len > KMI_MAX_DATA)
-            _exit(5); /* not our protocol: nothing sensible to answer */
-        j->data = malloc(j->h.data_len ? j->h.data_len : 1);
-        if (j->data == NULL || read_full(j->rid, j->h.rid_len) != 0 || read_full(j->key, j->h.key_len) != 0 ||
-            read_full(j->data, j->h.data_len) != 0)
-            _exit(0);
-        enqueue(j);
+    for (int i = 1; i < workers; i++) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, worker, NULL) != 0)
+            break; /* fewer workers still serve */
     }
+    worker(NULL);
 }
