@@ -36,8 +36,9 @@ def key_json(key) -> dict:
 
 def base_key_json(key) -> dict:
     """A key as a base key (policy.SimpleKasKey): the PEM itself, not base64."""
-    return {"kas_id": key.kas_id, "kas_uri": key.kas_uri,
-            "public_key": {"algorithm": key.algorithm, "kid": key.key_id, "pem": key.public_key_pem or ""}}
+    from host.service.keys import simple_key_document
+
+    return simple_key_document(key)
 
 
 def parse_labels(values: tuple[str, ...]) -> dict[str, str] | None:

@@ -17,7 +17,7 @@ import datetime as dt
 
 from host.errors import InvalidArgument
 from host.server.protos import common_pb2, objects_pb2, selectors_pb2
-from host.service.keys import pem_base64
+from host.service.keys import pem_base64, simple_key_document
 
 KEY_MODES = {
     objects_pb2.KEY_MODE_CONFIG_ROOT_KEY: "local",
@@ -166,3 +166,9 @@ def kas_key(key) -> objects_pb2.KasKey:
     if key.provider_config is not None:
         ak.provider_config.CopyFrom(provider_config(key.provider_config, include_config=False))
     return objects_pb2.KasKey(kas_id=key.kas_id, kas_uri=key.kas_uri, key=ak)
+
+
+
+def well_known_base_key(key) -> dict | None:
+    """The base key as OpenTDF publishes it in the well-known configuration (`base_key`)."""
+    return None if key is None else simple_key_document(key)

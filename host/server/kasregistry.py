@@ -180,6 +180,12 @@ class KasRegistryHandlers:
         return unsafe_pb2.UnsafeDeleteKasKeyResponse(key=convert.kas_key(key))
 
 
+def well_known_base_key(platform) -> dict | None:
+    """`base_key` for GET /.well-known/opentdf-configuration (read from the database on each call,
+    so every worker publishes the same key; blocking: call it from a worker thread)."""
+    return convert.well_known_base_key(platform.keys.base_key())
+
+
 def _key_options(public_ctx, private_ctx, provider_config_id: str) -> dict:
     """KeyService.create_key options from a request's key contexts (checked by the key service)."""
     return {"public_key_pem": (public_ctx.pem if public_ctx is not None else "") or None,

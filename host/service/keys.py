@@ -56,6 +56,13 @@ def pem_base64(pem: str | None) -> str:
     return base64.b64encode(pem.encode("ascii")).decode("ascii") if pem else ""
 
 
+def simple_key_document(key) -> dict:
+    """A key as OpenTDF's SimpleKasKey in JSON (what otdfctl prints for a base key and what the
+    well-known configuration publishes as `base_key`): the PEM itself, the algorithm by its CLI name."""
+    return {"kas_id": key.kas_id, "kas_uri": key.kas_uri,
+            "public_key": {"algorithm": key.algorithm, "kid": key.key_id, "pem": key.public_key_pem or ""}}
+
+
 def _wrapped_bytes(wrapped_key: str) -> bytes:
     try:
         return base64.b64decode(wrapped_key, validate=True)
