@@ -63,9 +63,10 @@ static int32_t echo(km_manager *m, const km_call_ctx *ctx, const char *kid, cons
     if (strcmp(kid, "huge") == 0) { *out = malloc(1); *out_len = (size_t)1 << 40; return KM_OK; }
     if (strcmp(kid, "sleep") == 0) { struct timespec ts = {60, 0}; nanosleep(&ts, NULL); }
     if (strcmp(kid, "garbage") == 0) {
+        static const char junk[] = "\xde\xad\xbe\xef garbage garbage garbage";
         for (int fd = 0; fd < 256; fd++) {
             struct stat st;
-            if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && write(fd, "\xde\xad\xbe\xef garbage garbage garbage", 31) < 0)
+            if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && write(fd, junk, sizeof junk - 1) < 0)
                 continue;
         }
     }
