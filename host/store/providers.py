@@ -210,9 +210,11 @@ class ProviderRepository:
         if name is None and manager is None:
             raise InvalidArgument("give the provider config id, or its name and manager")
         if name is None:
-            raise InvalidArgument("name is required with manager (a provider config is identified by name and manager)")
+            raise InvalidArgument("could not match identifier to known type: name is required with manager "
+                                  "(a provider config is identified by its id, or by name and manager)")
         if manager is None:
-            raise InvalidArgument("manager is required with name (a provider config is identified by name and manager)")
+            raise InvalidArgument("identifier is deprecated: manager is required with name "
+                                  "(a provider config is identified by its id, or by name and manager)")
         name, manager = v.name("name", name), v.text("manager", manager)
         row = self._find(s, name, manager)
         if row is None:

@@ -538,8 +538,22 @@ def test_Test_GetProviderConfig_WithNameOnlyIdentifier_Fails(server, clients):
     name = uniq("nameonly")
     c.km.create_provider_config(km.CreateProviderConfigRequest(name=name, manager="vault", config_json=b"{}"),
                                 headers=h)
-    assert code_of(c.km.get_provider_config, km.GetProviderConfigRequest(name=name), headers=h)[0] == \
-        Code.INVALID_ARGUMENT
+    code, msg = code_of(c.km.get_provider_config, km.GetProviderConfigRequest(name=name), headers=h)
+    assert code == Code.INVALID_ARGUMENT and "identifier is deprecated" in msg
+
+
+def test_Test_GetProviderConfig_WithManagerOnly_Fails(server, clients):
+    code, msg = code_of(clients.km.get_provider_config, km.GetProviderConfigRequest(manager="vault"),
+                        headers=server.admin())
+    assert code == Code.INVALID_ARGUMENT
+
+
+def test_Test_GetProviderConfig_WithId_DeprecatedManager_Succeeds(server, clients):
+    c, h = clients, server.admin()
+    pc = c.km.create_provider_config(km.CreateProviderConfigRequest(
+        name=uniq("idmgr"), manager="vault", config_json=b"{}"), headers=h).provider_config
+    got = c.km.get_provider_config(km.GetProviderConfigRequest(id=pc.id, manager="vault"), headers=h).provider_config
+    assert got.id == pc.id
 
 
 def test_Test_ListProviderConfig_OrdersByCreatedAt_Succeeds(server, clients):

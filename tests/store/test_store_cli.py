@@ -146,7 +146,6 @@ def test_delete_refused_while_referenced(cli):
 
 @pytest.mark.parametrize("args, cls, pattern", [
     (["get", "--manager", "m"], InvalidArgument, "name is required"),  # --name alone works (the seed document)
-    (["get", "--manager", "m"], InvalidArgument, "name is required"),
     (["get", "--id", "not-a-uuid"], InvalidArgument, "not a valid UUID"),
     (["create", "-n", "p", "-m", "m"], InvalidArgument, "--config (or --config-json) is required"),
     (["create", "-n", "p", "-m", "m", "-c", "nope"], InvalidArgument, "not valid JSON"),
