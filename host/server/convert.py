@@ -134,11 +134,35 @@ def provider_config(pc, include_config: bool = True) -> objects_pb2.KeyProviderC
         metadata=metadata(pc.labels, pc.created_at, pc.updated_at))
 
 
+SOURCE_TYPES = {objects_pb2.SOURCE_TYPE_INTERNAL: "internal", objects_pb2.SOURCE_TYPE_EXTERNAL: "external"}
+_SOURCE_ENUM = {v: k for k, v in SOURCE_TYPES.items()}
+
+
+def source_type(value: int) -> str | None:
+    """None for SOURCE_TYPE_UNSPECIFIED (not given: unchanged on update)."""
+    if value and value not in SOURCE_TYPES:
+        raise InvalidArgument(f"source_type: unknown source type {value}")
+    return SOURCE_TYPES.get(value)
+
+
+def kas_public_key(message) -> dict:
+    """A policy.PublicKey as the JSON document the store keeps (field names as in the proto)."""
+    from google.protobuf import json_format
+
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
 def key_access_server(kas, keys=()) -> objects_pb2.KeyAccessServer:
-    return objects_pb2.KeyAccessServer(
-        id=kas.id, uri=kas.uri, name=kas.name, source_type=objects_pb2.SOURCE_TYPE_INTERNAL,
+    out = objects_pb2.KeyAccessServer(
+        id=kas.id, uri=kas.uri, name=kas.name,
+        source_type=_SOURCE_ENUM.get(getattr(kas, "source_type", None), objects_pb2.SOURCE_TYPE_UNSPECIFIED),
         kas_keys=[simple_kas_key(k) for k in keys],
         metadata=metadata(kas.labels, kas.created_at, kas.updated_at))
+    if getattr(kas, "public_key", None):
+        from google.protobuf import json_format
+
+        json_format.ParseDict(kas.public_key, out.public_key, ignore_unknown_fields=True)
+    return out
 
 
 def simple_kas_key(key) -> objects_pb2.SimpleKasKey:

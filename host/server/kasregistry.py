@@ -41,11 +41,13 @@ class KasRegistryHandlers:
 
     # ---- Key Access Servers ----------------------------------------------------
     async def create_key_access_server(self, req: kr.CreateKeyAccessServerRequest, call: Call):
-        if req.HasField("public_key"):
-            raise InvalidArgument("public_key: cached/remote KAS public keys are not supported; "
-                                  "register the KAS, then add keys with CreateKey")
+        # public_key (remote/cached) and source_type are OpenTDF's deprecated registry fields: kept
+        # and answered as sent; the keys this KAS serves come from CreateKey.
         labels = convert.labels(req.metadata) if req.HasField("metadata") else None
-        kas = await to_thread.run_sync(self.platform.store.kas.create, req.uri, req.name or None, labels)
+        public_key = convert.kas_public_key(req.public_key) if req.HasField("public_key") else None
+        source = convert.source_type(req.source_type)
+        kas = await to_thread.run_sync(lambda: self.platform.store.kas.create(
+            req.uri, req.name or None, labels, public_key=public_key, source_type=source))
         return kr.CreateKeyAccessServerResponse(key_access_server=convert.key_access_server(kas))
 
     async def get_key_access_server(self, req: kr.GetKeyAccessServerRequest, call: Call):
@@ -69,11 +71,12 @@ class KasRegistryHandlers:
             pagination=convert.page_response(offset, len(servers), total))
 
     async def update_key_access_server(self, req: kr.UpdateKeyAccessServerRequest, call: Call):
-        if req.HasField("public_key"):
-            raise InvalidArgument("public_key: cached/remote KAS public keys are not supported; use the key RPCs")
         labels, extend = convert.metadata_update(req)
+        public_key = convert.kas_public_key(req.public_key) if req.HasField("public_key") else None
+        source = convert.source_type(req.source_type)
         kas = await to_thread.run_sync(lambda: self.platform.store.kas.update(
-            req.id, uri=req.uri or None, name=req.name or None, labels=labels, extend_labels=extend))
+            req.id, uri=req.uri or None, name=req.name or None, labels=labels, extend_labels=extend,
+            public_key=public_key, source_type=source))
         return kr.UpdateKeyAccessServerResponse(key_access_server=convert.key_access_server(kas))
 
     async def delete_key_access_server(self, req: kr.DeleteKeyAccessServerRequest, call: Call):

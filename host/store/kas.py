@@ -22,20 +22,27 @@ SORT_FIELDS = ("name", "uri", "created_at", "updated_at")
 
 def kas_record(row: KeyAccessServerRow) -> KeyAccessServer:
     return KeyAccessServer(id=row.id, uri=row.uri, name=row.name or "", labels=dict(row.labels or {}),
-                           created_at=row.created_at, updated_at=row.updated_at)
+                           created_at=row.created_at, updated_at=row.updated_at,
+                           public_key=None if row.public_key is None else dict(row.public_key),
+                           source_type=row.source_type)
 
 
 class KasRepository:
     def __init__(self, sessions: SessionSource):
         self._sessions = sessions
 
-    def create(self, uri: str, name: str | None = None, labels: Mapping[str, str] | None = None) -> KeyAccessServer:
+    def create(self, uri: str, name: str | None = None, labels: Mapping[str, str] | None = None,
+               public_key: Mapping | None = None, source_type: str | None = None) -> KeyAccessServer:
+        """public_key/source_type: OpenTDF's deprecated registry fields, kept and returned as given
+        (this platform serves keys from CreateKey, never from them)."""
         uri = v.uri(uri)
         name = v.name("name", name) if name else None
         labels = v.labels(labels)
+        public_key = None if public_key is None else v.kas_public_key(public_key)
+        source_type = None if source_type is None else v.source_type(source_type)
         now = utcnow()
-        row = KeyAccessServerRow(id=str(uuid.uuid4()), uri=uri, name=name, labels=labels,
-                                 created_at=now, updated_at=now)
+        row = KeyAccessServerRow(id=str(uuid.uuid4()), uri=uri, name=name, labels=labels, public_key=public_key,
+                                 source_type=source_type, created_at=now, updated_at=now)
         with self._sessions.session(write=True) as s:
             self._check_unique(s, uri, name, None)
             s.add(row)
@@ -62,11 +69,14 @@ class KasRepository:
             return [kas_record(r) for r in rows], int(total)
 
     def update(self, id: str, uri: str | None = None, name: str | None = None,
-               labels: Mapping[str, str] | None = None, extend_labels: bool = False) -> KeyAccessServer:
+               labels: Mapping[str, str] | None = None, extend_labels: bool = False,
+               public_key: Mapping | None = None, source_type: str | None = None) -> KeyAccessServer:
         kas_id = v.uuid_text("id", id)
         uri = None if uri is None else v.uri(uri)
         name = None if name is None else v.name("name", name)
         labels = None if labels is None else v.labels(labels)
+        public_key = None if public_key is None else v.kas_public_key(public_key)
+        source_type = None if source_type is None else v.source_type(source_type)
         with self._sessions.session(write=True) as s:
             row = s.scalars(select(KeyAccessServerRow).where(KeyAccessServerRow.id == kas_id)
                             .with_for_update()).one_or_none()
@@ -79,6 +89,10 @@ class KasRepository:
                 row.name = name
             if labels is not None:
                 row.labels = {**(row.labels or {}), **labels} if extend_labels else labels
+            if public_key is not None:
+                row.public_key = public_key
+            if source_type is not None:
+                row.source_type = source_type
             row.updated_at = utcnow()
             try:
                 s.flush()

@@ -96,6 +96,9 @@ class KeyAccessServerRow(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     uri: Mapped[str] = mapped_column(String(2048), unique=True)
     name: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)  # lower-case; optional
+    # OpenTDF's deprecated KAS public key ({"remote": uri} or {"cached": {...}}) and source type, as sent
+    public_key: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    source_type: Mapped[str | None] = mapped_column(String(16), nullable=True)
     labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -38,6 +38,8 @@ class KeyAccessServer:
     labels: dict[str, str]
     created_at: dt.datetime
     updated_at: dt.datetime
+    public_key: dict[str, Any] | None = None   # OpenTDF's deprecated remote/cached KAS public key
+    source_type: str | None = None             # "internal" | "external" | None
 
 
 @dataclass(frozen=True)

@@ -179,11 +179,32 @@ def sort(value: tuple[str, str] | None, fields: tuple[str, ...], default: str = 
     return field, direction
 
 
-def uri(value: Any) -> str:
-    value = text("uri", value, MAX_URI)
+SOURCE_TYPES = ("internal", "external")
+MAX_PUBLIC_KEY_JSON = 64 * 1024
+
+
+def kas_public_key(value: Any) -> dict[str, Any]:
+    """OpenTDF's KAS PublicKey as JSON: {"remote": uri} or {"cached": {"keys": [...]}}."""
+    if not isinstance(value, Mapping) or set(value) - {"remote", "cached"} or len(value) != 1:
+        raise InvalidArgument("public_key must be one of remote (a URI) or cached (keys)")
+    if len(json.dumps(value)) > MAX_PUBLIC_KEY_JSON:
+        raise InvalidArgument(f"public_key is too large (at most {MAX_PUBLIC_KEY_JSON} bytes of JSON)")
+    if "remote" in value:
+        uri(value["remote"], "public_key.remote")
+    return dict(value)
+
+
+def source_type(value: Any) -> str:
+    if value not in SOURCE_TYPES:
+        raise InvalidArgument(f"source_type must be one of {', '.join(SOURCE_TYPES)}, got {value!r}")
+    return value
+
+
+def uri(value: Any, field: str = "uri") -> str:
+    value = text(field, value, MAX_URI)
     scheme, sep, rest = value.partition("://")
     if not sep or scheme.lower() not in ("http", "https") or not rest or rest.startswith("/") or any(c.isspace() for c in value):
-        raise InvalidArgument(f"uri must be an http(s):// URL, got {value!r}")
+        raise InvalidArgument(f"{field} must be an http(s):// URL, got {value!r}")
     return value
 
 

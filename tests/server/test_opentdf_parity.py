@@ -607,3 +607,92 @@ def test_PublicKey_RequiresClientToken_WhenConfigured(auth_required_server, prot
     # With a client token the call gets past auth (no KAS is registered: not found / precondition).
     code, _ = code_of(c.kas.public_key, kas_pb2.PublicKeyRequest(), headers=s.client())
     assert code in (Code.FAILED_PRECONDITION, Code.NOT_FOUND)
+
+
+# ---- kas_registry_test.go: the deprecated public_key and source_type, kept as sent --------------
+
+def test_Test_CreateKeyAccessServer_Remote(server, clients):
+    c, h = clients, server.admin()
+    created = c.kas_registry.create_key_access_server(kr.CreateKeyAccessServerRequest(
+        uri=f"https://{uniq('remote')}.example.com", source_type=objects_pb2.SOURCE_TYPE_INTERNAL,
+        public_key=objects_pb2.PublicKey(remote="https://remote.example.com/key"),
+        metadata=common_pb2.MetadataMutable(labels={"name": "test"})), headers=h).key_access_server
+    assert created.name == "" and created.source_type == objects_pb2.SOURCE_TYPE_INTERNAL
+    got = c.kas_registry.get_key_access_server(kr.GetKeyAccessServerRequest(kas_id=created.id),
+                                               headers=h).key_access_server
+    assert got.public_key.remote == "https://remote.example.com/key" and got.metadata.labels["name"] == "test"
+
+
+def test_Test_CreateKeyAccessServer_Cached(server, clients):
+    c, h = clients, server.admin()
+    _, pem = rsa_pair()
+    cached = objects_pb2.KasPublicKeySet(keys=[objects_pb2.KasPublicKey(
+        pem=pem, kid="r1", alg=objects_pb2.KAS_PUBLIC_KEY_ALG_ENUM_RSA_2048)])
+    created = c.kas_registry.create_key_access_server(kr.CreateKeyAccessServerRequest(
+        uri=f"https://{uniq('cached')}.example.com", public_key=objects_pb2.PublicKey(cached=cached),
+        source_type=objects_pb2.SOURCE_TYPE_EXTERNAL), headers=h).key_access_server
+    got = c.kas_registry.get_key_access_server(kr.GetKeyAccessServerRequest(kas_id=created.id),
+                                               headers=h).key_access_server
+    assert got.public_key.cached == cached and got.source_type == objects_pb2.SOURCE_TYPE_EXTERNAL
+
+
+def test_Test_UpdateKeyAccessServer_PublicKey_DoesNotAlterOtherValues(server, clients):
+    c, h = clients, server.admin()
+    name = uniq("pkupd")
+    created = c.kas_registry.create_key_access_server(kr.CreateKeyAccessServerRequest(
+        uri=f"https://{name}.example.com", name=name, public_key=objects_pb2.PublicKey(remote="https://a.example.com/k"),
+        metadata=common_pb2.MetadataMutable(labels={"unchanged": "yes"})), headers=h).key_access_server
+    updated = c.kas_registry.update_key_access_server(kr.UpdateKeyAccessServerRequest(
+        id=created.id, public_key=objects_pb2.PublicKey(remote="https://b.example.com/k")), headers=h).key_access_server
+    assert updated.public_key.remote == "https://b.example.com/k"
+    assert (updated.uri, updated.name, dict(updated.metadata.labels)) == (created.uri, name, {"unchanged": "yes"})
+
+
+def test_Test_UpdateKeyAccessServer_UnspecifiedSourceType_DoesNotAlterSourceType(server, clients):
+    c, h = clients, server.admin()
+    created = c.kas_registry.create_key_access_server(kr.CreateKeyAccessServerRequest(
+        uri=f"https://{uniq('src')}.example.com", name=uniq("src"), source_type=objects_pb2.SOURCE_TYPE_INTERNAL),
+        headers=h).key_access_server
+    updated = c.kas_registry.update_key_access_server(kr.UpdateKeyAccessServerRequest(
+        id=created.id, name=uniq("name-changed")), headers=h).key_access_server
+    assert updated.source_type == objects_pb2.SOURCE_TYPE_INTERNAL and updated.name != created.name
+
+
+def test_Test_CreateKeyAccessServer_Name_LowerCased(server, clients):
+    name = uniq("UPPER-Case")
+    kas = create_kas(clients, server, name=name)
+    assert kas.name == name.lower()
+
+
+def test_Test_GetKeyAccessServer_ByIdNameUri_ReturnSameResult(server, clients):
+    c, h = clients, server.admin()
+    kas = create_kas(c, server)
+    got = [c.kas_registry.get_key_access_server(req, headers=h).key_access_server for req in (
+        kr.GetKeyAccessServerRequest(kas_id=kas.id), kr.GetKeyAccessServerRequest(name=kas.name),
+        kr.GetKeyAccessServerRequest(uri=kas.uri))]
+    assert got[0] == got[1] == got[2]
+
+
+def test_Test_DeleteKeyAccessServer_WithInvalidId_Fails(server, clients):
+    code, _ = code_of(clients.kas_registry.delete_key_access_server, kr.DeleteKeyAccessServerRequest(id="bad"),
+                      headers=server.admin())
+    assert code == Code.INVALID_ARGUMENT
+
+
+def _kas_uris(c, server, field, direction):
+    return [k.uri for k in c.kas_registry.list_key_access_servers(kr.ListKeyAccessServersRequest(
+        sort=[kr.KeyAccessServersSort(field=field, direction=direction)]), headers=server.admin()).key_access_servers]
+
+
+def test_Test_ListKeyAccessServers_SortByUri_DESC(server, clients):
+    for _ in range(2):
+        create_kas(clients, server)
+    uris = _kas_uris(clients, server, kr.SORT_KEY_ACCESS_SERVERS_TYPE_URI, DESC)
+    assert uris == sorted(uris, reverse=True)
+
+
+def test_Test_ListKeyAccessServers_SortByUnspecifiedDirection_DefaultsToDESC(server, clients):
+    made = [create_kas(clients, server).uri for _ in range(2)]
+    uris = _kas_uris(clients, server, kr.SORT_KEY_ACCESS_SERVERS_TYPE_CREATED_AT,
+                     selectors_pb2.SORT_DIRECTION_UNSPECIFIED)
+    assert uris.index(made[1]) < uris.index(made[0])
