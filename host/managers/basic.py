@@ -16,6 +16,9 @@ BASIC_MANAGER = "opentdf.io/basic"
 
 
 class BasicManager:
+    # Its error messages are the host's own words (no backend text): clients may see them.
+    host_authored_errors = True
+
     def __init__(self, root_key: RootKey | None, missing_manager: str | None = None):
         self._root_key = root_key
         self._missing = missing_manager

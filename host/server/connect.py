@@ -42,6 +42,7 @@ from host.server.limits import ServerLimits
 from host.server.rsgi import RequestHeaders
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
+MANAGER_DEADLINE_RESERVE_S = 0.1
 
 # Connect code -> HTTP status (connectrpc.com/docs/protocol, "Error Codes").
 HTTP_STATUS = {
@@ -80,8 +81,12 @@ class Call:
     log_fields: dict | None = None
 
     def context(self) -> CallContext:
-        """The CallContext passed down to the key service and plugins."""
-        return CallContext(request_id=self.request_id, deadline=self.deadline)
+        """The CallContext passed down to the key service and plugins: the RPC's deadline less
+        MANAGER_DEADLINE_RESERVE_S, so that a manager call that runs out of time fails its own key
+        access object (and the others of the request are still answered) before the RPC's own
+        deadline fails them all."""
+        deadline = None if self.deadline is None else self.deadline - MANAGER_DEADLINE_RESERVE_S
+        return CallContext(request_id=self.request_id, deadline=deadline)
 
 
 Handler = Callable[[Message, Call], Awaitable[Message]]

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 import time
 
@@ -26,6 +27,8 @@ from host.service.bulkhead import DEFAULT_LIMIT as DEFAULT_MANAGER_CALLS
 from host.service.bulkhead import Bulkhead
 from host.service.cache import BoundedCache
 from host.service.health import ManagerHealth
+
+log = logging.getLogger("platform.service")
 
 DEFAULT_PRIVATE_KEY_TTL = 30.0
 DEFAULT_MAX_PRIVATE_KEYS = 1024
@@ -121,9 +124,21 @@ class UnwrapPath:
                 raise
         try:
             return fn(*args)
-        except errors.PlatformError as e:
+        except errors.CryptoError as e:  # the ciphertext did not open: callers say what that means
             status = e.code
             raise
+        except errors.PlatformError as e:
+            status = e.code
+            if slot is None or _host_authored(fn):
+                raise
+            # A plugin's text may name internal URLs, accounts or key ARNs: it goes to the log,
+            # the client gets the code and where to look.
+            request_id = args[-1].request_id if args and isinstance(args[-1], CallContext) else ""
+            log.warning("manager call failed", extra={"fields": {
+                "manager": manager_name, "op": op, "code": e.code, "request_id": request_id,
+                "error": e.message[:1024]}})
+            raise type(e)(f"key manager {manager_name!r} failed to {op} ({e.code}; request id {request_id}, "
+                          "details in the server log)") from None
         except Exception:
             status = "internal"
             raise
@@ -208,6 +223,14 @@ class UnwrapPath:
                 for (m, op, st), (c, t) in sorted(self.manager_calls.items())
             ],
         }
+
+
+def _host_authored(fn) -> bool:
+    """True when the manager behind bound method `fn` (through the registry's LiveManager lease
+    wrapper, if any) words its errors itself, with no backend text (host.managers.basic)."""
+    owner = getattr(fn, "__self__", None)
+    inner = getattr(owner, "manager", owner)
+    return bool(getattr(inner, "host_authored_errors", False))
 
 
 def _public_key_only(key) -> errors.FailedPrecondition:
