@@ -190,3 +190,39 @@ def test_sqlite_foreign_keys_on_for_every_connection(sqlite_db_url):
             c.close()
     finally:
         s.close()
+
+
+def test_legacy_base_key_update_and_delete(store, kas):
+    """Legacy keys (one per KAS), the base key, label updates and the unsafe delete, on every backend."""
+    other = store.kas.create("https://other.example.com")
+    legacy = store.keys.create(kas.id, "l1", "rsa:2048", "local", legacy=True)
+    with pytest.raises(AlreadyExists, match="legacy"):
+        store.keys.create(kas.id, "l2", "rsa:2048", "local", legacy=True)
+    assert store.keys.create(other.id, "l3", "rsa:2048", "local", legacy=True).legacy
+    plain = store.keys.create(kas.id, "p1", "rsa:2048", "local", labels={"a": "1"})
+    assert [k.key_id for k in store.keys.list(kas_id=kas.id, legacy=True)[0]] == ["l1"]
+    assert [k.key_id for k in store.keys.list(kas_id=kas.id, legacy=False)[0]] == ["p1"]
+
+    assert store.keys.base_key() is None
+    new, previous = store.keys.set_base_key(legacy.id)
+    assert new.id == legacy.id and previous is None
+    new, previous = store.keys.set_base_key(plain.id)
+    assert new.id == plain.id and previous.id == legacy.id and store.keys.base_key().id == plain.id
+    public = store.keys.create(kas.id, "pub", "rsa:2048", "public_key", public_key_pem="PEM")
+    with pytest.raises(InvalidArgument, match="KEY_MODE_PUBLIC_KEY_ONLY"):
+        store.keys.set_base_key(public.id)
+    store.keys.mark_rotated(legacy.id)
+    with pytest.raises(InvalidArgument, match="KEY_STATUS_ROTATED"):
+        store.keys.set_base_key(legacy.id)
+
+    assert store.keys.update_labels(plain.id, {"b": "2"}, extend=True).labels == {"a": "1", "b": "2"}
+    assert store.keys.update_labels(plain.id, {"c": "3"}, extend=False).labels == {"c": "3"}
+    assert store.keys.delete(plain.id).id == plain.id
+    assert store.keys.base_key() is None  # the base key went with its key
+    with pytest.raises(NotFound):
+        store.keys.get(plain.id)
+    with pytest.raises(InvalidArgument, match="still holds keys"):
+        store.kas.delete(kas.id)
+    for k in store.keys.list(kas_id=other.id)[0]:
+        store.keys.delete(k.id)
+    assert store.kas.delete(other.id).id == other.id
