@@ -696,3 +696,33 @@ def test_Test_ListKeyAccessServers_SortByUnspecifiedDirection_DefaultsToDESC(ser
     uris = _kas_uris(clients, server, kr.SORT_KEY_ACCESS_SERVERS_TYPE_CREATED_AT,
                      selectors_pb2.SORT_DIRECTION_UNSPECIFIED)
     assert uris.index(made[1]) < uris.index(made[0])
+
+
+# ---- the same rules served from PostgreSQL ----------------------------------------------------
+
+from tests.dbfixtures import pg_db_url, pg_server  # noqa: E402,F401
+
+
+def test_parity_on_postgresql(tmp_path, pg_db_url):
+    from tests.server.conftest import start_server
+
+    s = start_server(tmp_path, pg_db_url)
+    try:
+        c, h = s.clients(proto_json=False), s.admin()
+        kas = create_kas(c, s, name=uniq("PG"))
+        legacy = create_key(c, s, kas.id, kid="pg-b", legacy=True)
+        assert code_of(c.kas_registry.create_key, key_request(s, kas.id, legacy=True), headers=h)[0] == \
+            Code.ALREADY_EXISTS
+        create_key(c, s, kas.id, kid="pg-a")
+        kids = [k.key.key_id for k in c.kas_registry.list_keys(kr.ListKeysRequest(
+            kas_name=kas.name.upper(), sort=[kr.KasKeysSort(field=kr.SORT_KAS_KEYS_TYPE_KEY_ID, direction=ASC)]),
+            headers=h).kas_keys]
+        assert kids == ["pg-a", "pg-b"]
+        c.kas_registry.set_base_key(kr.SetBaseKeyRequest(id=legacy.key.id), headers=h)
+        rotated = c.kas_registry.rotate_key(kr.RotateKeyRequest(id=legacy.key.id, new_key=new_key(s)), headers=h)
+        assert c.kas_registry.get_base_key(kr.GetBaseKeyRequest(), headers=h).base_key.public_key.kid == \
+            rotated.kas_key.key.key_id
+        assert code_of(c.kas_registry.delete_key_access_server, kr.DeleteKeyAccessServerRequest(id=kas.id),
+                       headers=h)[0] == Code.INVALID_ARGUMENT
+    finally:
+        s.stop()
