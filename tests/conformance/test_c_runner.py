@@ -143,11 +143,22 @@ def test_missing_config_file(tmp_path):
     assert r.line("FAIL config").startswith("FAIL config: cannot open ")
 
 
-@pytest.mark.parametrize("args", [[], ["--bogus", "x.so"], ["--iterations", "0", "x.so"],
-                                  ["--iterations", "ten", "x.so"], ["a.so", "b.json", "c"]])
-def test_usage_errors_exit_2(args):
-    r = subprocess.run([str(RUNNER), *args], capture_output=True, text=True)
-    assert r.returncode == 2 and "usage" in r.stderr + r.stdout or "--iterations" in r.stderr
+USAGE = "usage: km-conformance "
+BAD_ITERATIONS = "km-conformance: --iterations wants a number from 1 to 1000000"
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], USAGE),
+    (["--bogus", "x.so"], "km-conformance: unknown option --bogus"),
+    (["--iterations", "0", "x.so"], BAD_ITERATIONS),
+    (["--iterations", "ten", "x.so"], BAD_ITERATIONS),
+    (["a.so", "b.json", "c"], USAGE),
+])
+def test_usage_errors_exit_2(args, message):
+    r = subprocess.run([str(RUNNER), *args], capture_output=True, text=True, timeout=60)
+    # exit 2, the reason on stderr, and no check ran (nothing on stdout)
+    assert (r.returncode, r.stdout) == (2, ""), r.stdout + r.stderr
+    assert message in r.stderr
 
 
 # ---- the toy plugin: correct, then broken one way at a time ------------------
