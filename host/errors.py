@@ -12,10 +12,20 @@ class PlatformError(Exception):
     """Base class. `code` is the Connect/gRPC code name."""
 
     code = "unknown"
+    # The manager whose backend (plugin) worded `message`, set by the key service as the error
+    # passes; such text may name internal URLs or accounts, so the server shows clients only
+    # the code (client_message) and puts the text in its log.
+    source: str | None = None
 
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+    def client_message(self, request_id: str) -> str:
+        """What a client of the server may read: the message, or for a backend's error where it is."""
+        if self.source is None:
+            return self.message
+        return f"key manager {self.source!r} failed ({self.code}); details are in the server log (request id {request_id})"
 
 
 class InvalidArgument(PlatformError):

@@ -108,3 +108,12 @@ def run() -> None:
         raise
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as e:  # a bug of ours or a plugin's: one line (the type and where), no traceback
+        import traceback
+
+        frame = traceback.extract_tb(e.__traceback__)[-1]
+        click.echo(f"error: internal error ({type(e).__name__} at {frame.filename.rsplit('/', 1)[-1]}:"
+                   f"{frame.lineno}); run with PLATFORM_TRACEBACK=1 for the traceback [internal]", err=True)
+        if os.environ.get("PLATFORM_TRACEBACK") == "1":
+            traceback.print_exc()
+        sys.exit(1)

@@ -228,7 +228,7 @@ class Rewrapper:
                     dek, salt = self._tdf_dek(kao, policy_body, ctx, keys), crypto.TDF_SALT
                 out.results.append(KaoResult(kao_id, STATUS_PERMIT, client.seal(dek, salt)))
             except errors.PlatformError as e:
-                out.results.append(_failed(kao_id, e))
+                out.results.append(_failed(kao_id, e, ctx))
             except Exception as exc:  # never let one object's surprise fail the others, nor leak its text
                 log.error("rewrap of a key access object failed unexpectedly",
                           extra={"fields": {"error_type": type(exc).__name__}})
@@ -423,5 +423,11 @@ def _ec_algorithm(pem) -> str:
     return f"ec:{key.curve.name}"
 
 
-def _failed(kao_id: str, e: errors.PlatformError) -> KaoResult:
-    return KaoResult(kao_id, STATUS_FAIL, error=f"{e.code}: {e.message}")
+def _failed(kao_id: str, e: errors.PlatformError, ctx=None) -> KaoResult:
+    if e.source is None:
+        return KaoResult(kao_id, STATUS_FAIL, error=f"{e.code}: {e.message}")
+    request_id = getattr(ctx, "request_id", "")
+    log.warning("key manager call failed", extra={"fields": {
+        "manager": e.source, "code": e.code, "request_id": request_id, "key_access_object_id": kao_id,
+        "error": e.message[:1024]}})
+    return KaoResult(kao_id, STATUS_FAIL, error=f"{e.code}: {e.client_message(request_id)}")

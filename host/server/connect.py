@@ -407,7 +407,10 @@ def _as_rpc_error(exc: Exception, request_id: str, path: str) -> RpcError:
         return exc
     if isinstance(exc, PlatformError):
         retry_after = getattr(exc, "retry_after", None)
-        return RpcError(exc.code, exc.message,
+        if exc.source is not None:
+            logs.warning("key manager call failed", manager=exc.source, code=exc.code, request_id=request_id,
+                         path=_clip(path), error=exc.message[:1024])
+        return RpcError(exc.code, exc.client_message(request_id),
                         headers=[(b"retry-after", str(retry_after).encode())] if retry_after else ())
     # Unexpected: log the type and where, never the message (it may echo input or secrets).
     logs.unexpected(exc, request_id=request_id, path=_clip(path))

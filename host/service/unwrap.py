@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import base64
-import logging
 import threading
 import time
 
@@ -27,8 +26,6 @@ from host.service.bulkhead import DEFAULT_LIMIT as DEFAULT_MANAGER_CALLS
 from host.service.bulkhead import Bulkhead
 from host.service.cache import BoundedCache
 from host.service.health import ManagerHealth
-
-log = logging.getLogger("platform.service")
 
 DEFAULT_PRIVATE_KEY_TTL = 30.0
 DEFAULT_MAX_PRIVATE_KEYS = 1024
@@ -124,21 +121,11 @@ class UnwrapPath:
                 raise
         try:
             return fn(*args)
-        except errors.CryptoError as e:  # the ciphertext did not open: callers say what that means
-            status = e.code
-            raise
         except errors.PlatformError as e:
             status = e.code
-            if slot is None or _host_authored(fn):
-                raise
-            # A plugin's text may name internal URLs, accounts or key ARNs: it goes to the log,
-            # the client gets the code and where to look.
-            request_id = args[-1].request_id if args and isinstance(args[-1], CallContext) else ""
-            log.warning("manager call failed", extra={"fields": {
-                "manager": manager_name, "op": op, "code": e.code, "request_id": request_id,
-                "error": e.message[:1024]}})
-            raise type(e)(f"key manager {manager_name!r} failed to {op} ({e.code}; request id {request_id}, "
-                          "details in the server log)") from None
+            if slot is not None and not isinstance(e, errors.CryptoError) and not _host_authored(fn):
+                e.source = manager_name  # the server shows clients the code only (PlatformError.source)
+            raise
         except Exception:
             status = "internal"
             raise
