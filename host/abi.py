@@ -38,8 +38,10 @@ ABI_MAJOR: int = _consts.KM_ABI_VERSION_MAJOR
 ABI_MINOR: int = _consts.KM_ABI_VERSION_MINOR
 
 KM_OK = _consts.KM_OK
+MAX_OUTPUT_LEN: int = _consts.KM_MAX_OUTPUT_LEN  # the host refuses a larger out_len, unread
+MAX_ERROR_LEN: int = _consts.KM_MAX_ERROR_LEN    # longer *error messages are truncated
 
-# KM_ERR_* -> host exception class. Index = status code.
+# KM_ERR_* -> host exception class (and so its Connect code): the one mapping on the Python side.
 STATUS_ERRORS: dict[int, type[errors.PlatformError]] = {
     _consts.KM_ERR_INVALID_ARGUMENT: errors.InvalidArgument,
     _consts.KM_ERR_NOT_FOUND: errors.NotFound,
@@ -49,6 +51,7 @@ STATUS_ERRORS: dict[int, type[errors.PlatformError]] = {
     _consts.KM_ERR_UNIMPLEMENTED: errors.Unimplemented,
     _consts.KM_ERR_INTERNAL: errors.Internal,
     _consts.KM_ERR_CRYPTO: errors.CryptoError,
+    _consts.KM_ERR_FAILED_PRECONDITION: errors.FailedPrecondition,  # 1.1
 }
 
 STATUS_NAMES: dict[int, str] = {

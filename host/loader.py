@@ -15,22 +15,22 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 
 from host import errors
-from host.abi import ABI_MAJOR, ABI_MINOR, KM_OK, STATUS_ERRORS, ffi
+from host.abi import ABI_MAJOR, ABI_MINOR, KM_OK, MAX_ERROR_LEN, MAX_OUTPUT_LEN, STATUS_ERRORS, ffi
 from host.managers.base import CallContext, Capability, ManagerFactory
 
 log = logging.getLogger("host.plugin")
 
 MAX_NAME_LEN = 255
 MAX_FACTORIES = 64
-MAX_ERROR_LEN = 1024
-# The most any call may return (a PEM or a DEK is far smaller). A larger out_len is a plugin bug
-# or memory corruption: the host refuses it before touching the buffer.
-MAX_OUTPUT_LEN = 1 << 20
+# MAX_OUTPUT_LEN (keymanager.h): a PEM or a DEK is far smaller; a larger out_len is a plugin bug
+# or memory corruption, so the host refuses it before touching the buffer.
 _ZEROS = bytes(MAX_OUTPUT_LEN)  # wipe source: outputs are zeroed before the plugin's free sees them
 _RTLD_NOW = getattr(os, "RTLD_NOW", 2)
+_FACTORY_V1_0_SIZE = ffi.offsetof("km_factory", "create_ex")  # 1.0 factories end before the 1.1 field
 
 _CAP_FUNCS = {
     Capability.WRAP: "wrap",
@@ -124,6 +124,20 @@ _loaded_lock = threading.Lock()
 _host_structs: list = []
 
 
+def _threshold(logger: logging.Logger) -> int:
+    """km_host.log_level: plugins skip DEBUG lines (formatted per call, the costly ones) unless
+    the logger records them; INFO and above always reach the host, whose logger filters them,
+    since Python logging levels can change without notice (a handler, a test's caplog)."""
+    return min(logger.getEffectiveLevel(), logging.INFO)
+
+
+def sync_log_levels() -> None:
+    """Tell every loaded plugin (km_host.log_level) whether DEBUG is recorded now;
+    call after changing logging levels (logs.configure does)."""
+    for host, log_handle in _host_structs:
+        host.log_level = _threshold(ffi.from_handle(log_handle).logger)
+
+
 def load_plugin(path: str) -> LoadedPlugin:
     """dlopen `path`, call km_plugin_init and validate the descriptor (once per file)."""
     _read_elf_magic(path)
@@ -156,6 +170,7 @@ def _load(path: str) -> LoadedPlugin:
         "abi_minor": ABI_MINOR,
         "log": _log_from_plugin,
         "log_ctx": log_handle,
+        "log_level": _threshold(plugin_log.logger),
     })
     _host_structs.append((host, log_handle))  # valid until unload, i.e. for the process, even if refused
     desc = init(host)
@@ -184,7 +199,7 @@ def _load(path: str) -> LoadedPlugin:
         where = f"factory #{i}"
         if f == ffi.NULL:
             raise _fail(display, f"{where} is NULL")
-        if f.struct_size < ffi.sizeof("km_factory"):
+        if f.struct_size < _FACTORY_V1_0_SIZE:
             raise _fail(display, f"{where}: struct_size {f.struct_size} is smaller than ABI 1.0's")
         mname = _c_string(f.manager_name, display, f"{where} manager_name")
         where = f"manager {mname!r}"
@@ -233,14 +248,34 @@ def load_plugins(paths) -> list[LoadedPlugin]:
     return loaded
 
 
+# A create without a caller's deadline (the registry building a manager on first use) still
+# gets one from a 1.1 plugin's create_ex: an HSM login that hangs must not hold its config forever.
+CREATE_TIMEOUT_S = 30.0
+
+
 def _creator(desc, factory, manager_name, caps, path, keepalive):
-    def create(config: bytes) -> "PluginManager":
+    has_ex = (factory.struct_size >= ffi.offsetof("km_factory", "create_ex") + ffi.sizeof("void *")
+              and factory.create_ex != ffi.NULL)
+
+    def create(config: bytes, ctx: CallContext | None = None) -> "PluginManager":
         if isinstance(config, str):
             config = config.encode("utf-8")
-        out = ffi.new("km_manager **")
+        out = ffi.new("km_manager **")  # zeroed: *mgr and *error are NULL before the call
         err = ffi.new("char **")
-        status = factory.create(ffi.from_buffer("char[]", config) if config else b"", len(config), out, err)
+        cfg = ffi.from_buffer("char[]", config) if config else b""
+        if has_ex:
+            ctx = ctx or CallContext.with_timeout(CREATE_TIMEOUT_S)
+            c = ffi.new("km_call_ctx *", {"struct_size": ffi.sizeof("km_call_ctx"),
+                                          "timeout_ms": ctx.remaining_ms()})
+            rid = ffi.new("char[]", ctx.request_id.encode("utf-8", "replace")[:64])
+            c.request_id = rid
+            status = factory.create_ex(c, cfg, len(config), out, err)
+        else:
+            status = factory.create(cfg, len(config), out, err)
         message = _take_error(desc, err)
+        if status == KM_OK and out[0] != ffi.NULL and ctx is not None and ctx.expired():
+            factory.ops.destroy(out[0])  # OK past the deadline is not allowed (keymanager.h rule 5)
+            status = _KM_DEADLINE
         if status != KM_OK:
             raise _status_error(status, manager_name, "create", message)
         if out[0] == ffi.NULL:
@@ -251,7 +286,8 @@ def _creator(desc, factory, manager_name, caps, path, keepalive):
 
 
 def _take_error(desc, err) -> str | None:
-    """Read and free a plugin error string; None when unset."""
+    """Read and free a plugin error string; None when unset. Longer than MAX_ERROR_LEN is
+    truncated, invalid UTF-8 replaced (keymanager.h rule 3)."""
     ptr = err[0]
     if ptr == ffi.NULL:
         return None
@@ -263,7 +299,8 @@ def _take_error(desc, err) -> str | None:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        return "(the plugin's error message was not valid UTF-8)"
+        text = raw.decode("utf-8", "replace")
+        return f"{text} (the plugin's error message was not valid UTF-8)"
 
 
 def _log_fields(manager: str, ctx: CallContext | None) -> dict:
@@ -271,6 +308,11 @@ def _log_fields(manager: str, ctx: CallContext | None) -> dict:
     if ctx is not None:
         fields["request_id"] = ctx.request_id
     return {"fields": fields}
+
+
+def _late(ctx: CallContext | None) -> bool:
+    """A result after the deadline counts as deadline exceeded, even KM_OK (keymanager.h rule 5)."""
+    return ctx is not None and ctx.deadline is not None and _monotonic() > ctx.deadline
 
 
 def _status_error(status: int, manager: str, op: str, message: str | None) -> errors.PlatformError:
@@ -283,6 +325,8 @@ def _status_error(status: int, manager: str, op: str, message: str | None) -> er
 
 _NULL = ffi.NULL
 _memmove = ffi.memmove
+_monotonic = time.monotonic
+_KM_DEADLINE = next(code for code, cls in STATUS_ERRORS.items() if cls is errors.DeadlineExceeded)
 
 
 class _Scratch(threading.local):
@@ -349,6 +393,8 @@ class PluginManager:
         oversized = n > MAX_OUTPUT_LEN
         try:
             message = _take_error(desc, s.err)
+            if status == KM_OK and _late(ctx):
+                status, message = _KM_DEADLINE, "answered after the call's deadline"
             if status != KM_OK:
                 raise _status_error(status, self.name, op, message)
             if ptr == _NULL:
@@ -388,7 +434,7 @@ class PluginManager:
             with lock:
                 status = fn(self._handle, c, kid, buf, len(data), out, out_len, err)
         ptr = out[0]
-        if status == KM_OK and ptr and not err[0]:
+        if status == KM_OK and ptr and not err[0] and (ctx is None or not _late(ctx)):
             n = out_len[0]
             if n <= MAX_OUTPUT_LEN:
                 try:
@@ -442,6 +488,8 @@ class PluginManager:
             with self._lock:
                 status = self._ops.probe(self._handle, c, s.err)
         message = _take_error(self._desc, s.err)
+        if status == KM_OK and _late(ctx):
+            status, message = _KM_DEADLINE, "answered after the call's deadline"
         if status != KM_OK:
             raise _status_error(status, self.name, "probe", message)
 

@@ -1,5 +1,5 @@
 /*
- * keymanager.h -- the key-manager plugin ABI, version 1.
+ * keymanager.h -- the key-manager plugin ABI, version 1.1.
  *
  * A key-manager plugin is a shared library that exports ONE symbol:
  *
@@ -21,25 +21,46 @@
  *  1. Versions. KM_ABI_VERSION_MAJOR changes only on incompatible changes;
  *     the host refuses a plugin whose major differs. Minor versions only
  *     APPEND fields to the end of structs; every extensible struct starts
- *     with struct_size so either side uses only the fields both know.
+ *     with struct_size so either side uses only the fields both know
+ *     (offsetof(field) + sizeof(field) <= struct_size). The first three
+ *     fields of km_host and km_plugin never move: given a host whose
+ *     abi_major differs from yours, read nothing else of km_host and call
+ *     nothing (return NULL, or your descriptor so the host can name both
+ *     versions). Exported symbols other than km_plugin_init are ignored.
  *  2. Ownership. Every pointer the host passes (config, key ids, inputs,
  *     call context) is valid only during that call: copy what you keep.
  *     Every buffer the plugin returns (*out, *error) is allocated by the
  *     plugin and released by the host with km_plugin.free, exactly once,
- *     on success AND on error. destroy() is called exactly once per manager.
- *  3. Results. Every call returns a KM_* status. KM_OK must come with a
- *     non-NULL *out (a zero-length output may use any non-NULL pointer that
- *     free() accepts). Any other status may set *error to a NUL-terminated
- *     UTF-8 message for operators; it must never contain secrets, PINs,
- *     tokens or key material. Clear sensitive buffers before freeing them.
+ *     on success AND on error. destroy() is called exactly once per manager,
+ *     after every call on it has returned.
+ *  3. Outputs. Before every call the host sets *out, *error and *mgr to NULL
+ *     and *out_len to 0. KM_OK must come with a non-NULL *out (a zero-length
+ *     output may use any non-NULL pointer that free() accepts), *out_len <=
+ *     KM_MAX_OUTPUT_LEN (the host refuses more, unread) and *error left NULL.
+ *     A failing call should leave *out NULL; if it sets it anyway, the host
+ *     frees it and ignores it. *error is optional on failure but recommended:
+ *     valid UTF-8, NUL-terminated, at most KM_MAX_ERROR_LEN bytes (the host
+ *     truncates longer ones and replaces invalid bytes), never containing
+ *     secrets, PINs, tokens, config values or key material. The host wipes
+ *     every output (*out_len bytes) before calling free; wipe in free too
+ *     (the host cannot see the whole allocation), and clear other sensitive
+ *     buffers before freeing them.
  *  4. Threads. If a factory sets KM_CAP_THREAD_SAFE, the host may call one
  *     manager from many threads at once (and it will: the host releases its
  *     interpreter lock around plugin calls). Without the flag the host
  *     serializes all calls into that manager. create() and destroy() are
  *     never called concurrently with other calls on the same manager.
- *  5. Deadlines. km_call_ctx.timeout_ms is the time left for this call
- *     (0 = no deadline). Give up with KM_ERR_DEADLINE_EXCEEDED rather than
- *     block past it.
+ *  5. Deadlines. ctx is never NULL. km_call_ctx.timeout_ms is the time left
+ *     for this call (0 = no deadline). Give up with KM_ERR_DEADLINE_EXCEEDED
+ *     rather than block past it: a result (even KM_OK) that arrives after
+ *     timeout_ms has elapsed is treated by the host as deadline exceeded.
+ *     Since 1.1, create_ex gets a ctx too (e.g. for an HSM login).
+ *  6. Statuses added in a minor version (KM_ERR_FAILED_PRECONDITION, 1.1)
+ *     are returned only to hosts with that minor (host->abi_minor); an older
+ *     host gets the nearest older code (KM_ERR_INVALID_ARGUMENT).
+ *  7. Names. `log` and `free` are also macros in <tgmath.h> and in debugging
+ *     allocators: call the members with parentheses, (host->log)(...) and
+ *     (plugin->free)(p), which no function-like macro can expand.
  *
  * Only <stdint.h> and <stddef.h> are needed. C99. All names are km_/KM_.
  *
@@ -61,7 +82,7 @@ extern "C" {
 
 /* ---- Version of this header ------------------------------------------ */
 #define KM_ABI_VERSION_MAJOR 1
-#define KM_ABI_VERSION_MINOR 0
+#define KM_ABI_VERSION_MINOR 1
 
 /* ---- Status codes: each maps one-to-one onto a Connect/gRPC code ------ */
 #define KM_OK                     0 /* success                            */
@@ -74,6 +95,13 @@ extern "C" {
 #define KM_ERR_INTERNAL           7 /* bug or unexpected plugin state     */
 #define KM_ERR_CRYPTO             8 /* ciphertext failed to authenticate/
                                        decrypt (tampered or wrong key)    */
+#define KM_ERR_FAILED_PRECONDITION 9 /* 1.1: the key exists but cannot do
+                                       this operation (e.g. unwrap with a
+                                       wrap-only key, wrap with RSA)      */
+
+/* ---- Limits the host enforces (rule 3) ------------------------------- */
+#define KM_MAX_OUTPUT_LEN 1048576 /* bytes in one *out                  */
+#define KM_MAX_ERROR_LEN  1024    /* bytes in one *error, without NUL   */
 
 /* ---- Capability flags of a factory (km_factory.capabilities) ----------- */
 #define KM_CAP_THREAD_SAFE  1 /* managers may be called concurrently      */
@@ -102,6 +130,10 @@ typedef struct km_host {
     uint16_t abi_minor;     /* host's KM_ABI_VERSION_MINOR                */
     km_log_fn log;          /* may be NULL: then do not log               */
     void *log_ctx;          /* pass back as log()'s first argument        */
+    /* ---- 1.1 ---- */
+    int32_t log_level;      /* the host drops lines below this KM_LOG_*
+                               level: skip formatting them. The host may
+                               change it while loaded: read it per line. */
 } km_host;
 
 /* Per-call context. */
@@ -158,13 +190,22 @@ typedef struct km_factory {
                                  the host loads, e.g. "aws-kms"              */
     uint32_t capabilities;    /* KM_CAP_* bits                               */
 
-    /* Build a manager from config_json (UTF-8 JSON object, config_len bytes,
-     * not NUL-terminated). On KM_OK set *mgr; otherwise set *error. The
-     * config may hold secrets: never echo it. */
+    /* Build a manager from config_json (config_len bytes, not NUL-terminated;
+     * meant to be a UTF-8 JSON object, but check: anything else, including
+     * invalid UTF-8 or nesting too deep for your parser, is
+     * KM_ERR_INVALID_ARGUMENT). On KM_OK set *mgr; otherwise set *error.
+     * The config may hold secrets: never echo it. */
     int32_t (*create)(const char *config_json, size_t config_len,
                       km_manager **mgr, char **error);
 
     const km_manager_ops *ops; /* never NULL */
+
+    /* ---- 1.1 ---- */
+    /* create with a call context (deadline, request id). May be NULL; when
+     * set, a 1.1 host calls it instead of create. */
+    int32_t (*create_ex)(const km_call_ctx *ctx,
+                         const char *config_json, size_t config_len,
+                         km_manager **mgr, char **error);
 } km_factory;
 
 /* The plugin descriptor returned by km_plugin_init; must stay valid until

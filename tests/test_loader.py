@@ -34,7 +34,7 @@ def build(tmp_path_factory):
 
 def test_good_plugin_round_trip_and_destroy(build):
     plugin = load_plugin(str(build()))
-    assert plugin.name == "misbehaving" and plugin.abi_version == "1.0"
+    assert plugin.name == "misbehaving" and plugin.abi_version == "1.1"
     (factory,) = plugin.factories
     assert factory.name == "echo" and factory.thread_safe
     m = factory.create(b"{}")
@@ -161,7 +161,7 @@ def test_cli_plugins_list_and_inspect(build):
     assert r.returncode == 0, r.stderr
     import json
     names = {m["name"]: m for m in json.loads(r.stdout)["managers"]}
-    assert names["echo"]["path"] == path and names["echo"]["abi_version"] == "1.0"
+    assert names["echo"]["path"] == path and names["echo"]["abi_version"] == "1.1"
     assert names["echo"]["thread_safe"] is True and "wrap" in names["echo"]["capabilities"]
     assert "opentdf.io/basic" in names
     r = _platform("plugins", "inspect", path, "--json")
@@ -212,3 +212,48 @@ def test_outputs_are_wiped_before_the_plugin_frees_them(build):
     assert lib.test_nonzero_at_free() == 0
     assert m.wrap("k", secret, CallContext.with_timeout(30)) == secret
     assert lib.test_nonzero_at_free() == 0
+
+
+def test_abi_1_1_rules_on_the_host_side(build):
+    path = build("v11", MANAGER='"v11"')
+    lib = ctypes.CDLL(str(path))
+    lib.test_create_timeout_ms.restype = ctypes.c_long
+    m = load_plugin(str(path)).factories[0].create(b"{}")
+    # create_ex is used, with a deadline even when the caller gave none
+    assert 0 < lib.test_create_timeout_ms() <= 30_000
+    with pytest.raises(errors.FailedPrecondition, match="this key cannot wrap"):
+        m.wrap("precondition", b"x")
+    with pytest.raises(errors.Internal) as e:
+        m.wrap("long-error", b"x")
+    assert str(e.value).count("e") >= 1000 and len(str(e.value)) < 1100  # truncated at KM_MAX_ERROR_LEN
+    # KM_OK after the deadline is deadline exceeded (the plugin answers 30 ms late)
+    with pytest.raises(errors.DeadlineExceeded, match="after the call's deadline"):
+        m.wrap("late", b"x", CallContext.with_timeout(0.02))
+    assert m.wrap("late", b"x") == b"x"  # no deadline: nothing is late
+
+
+def test_v1_0_factory_without_create_ex_still_works(build):
+    path = build("v10create", MANAGER='"v10create"', NO_CREATE_EX=None)
+    lib = ctypes.CDLL(str(path))
+    lib.test_create_timeout_ms.restype = ctypes.c_long
+    m = load_plugin(str(path)).factories[0].create(b"{}")
+    assert m.wrap("k", b"x") == b"x" and lib.test_create_timeout_ms() == -1
+
+
+def test_log_level_threshold_follows_the_host_logger(build):
+    import logging
+    from host.loader import sync_log_levels
+    path = build("loglevel", MANAGER='"loglevel"')
+    load_plugin(str(path))
+    lib = ctypes.CDLL(str(path))
+    logger = logging.getLogger(f"host.plugin.{Path(path).name}")
+    try:
+        logger.setLevel(logging.ERROR)
+        sync_log_levels()
+        assert lib.test_host_log_level() == logging.INFO  # plugins skip DEBUG; the logger filters the rest
+        logger.setLevel(logging.DEBUG)
+        sync_log_levels()
+        assert lib.test_host_log_level() == logging.DEBUG
+    finally:
+        logger.setLevel(logging.NOTSET)
+        sync_log_levels()

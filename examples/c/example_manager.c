@@ -71,6 +71,29 @@ static void plugin_free(void *ptr) {
  * passwords or config values in them. */
 static int32_t fail(char **error, int32_t status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* *error must be valid UTF-8 (keymanager.h rule 3), but messages quote
+ * config bytes and may be cut mid-character: replace every byte that is not
+ * part of a well-formed sequence with '?'. */
+static void utf8_sanitize(char *s) {
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        size_t need = *p < 0x80 ? 0 : *p >= 0xC2 && *p <= 0xDF ? 1 : *p >= 0xE0 && *p <= 0xEF ? 2
+                    : *p >= 0xF0 && *p <= 0xF4 ? 3 : 4;
+        size_t k = 1;
+        if (need < 4)
+            while (k <= need && (p[k] & 0xC0) == 0x80)
+                k++;
+        int ok = need < 4 && k == need + 1
+                 && !(need == 2 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] > 0x9F)))
+                 && !(need == 3 && ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] > 0x8F)));
+        if (!ok) {
+            *p++ = '?';
+            continue;
+        }
+        p += need + 1;
+    }
+}
+
 static int32_t fail(char **error, int32_t status, const char *fmt, ...) {
     if (error) {
         char msg[320];
@@ -78,6 +101,7 @@ static int32_t fail(char **error, int32_t status, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
+        utf8_sanitize(msg);
         char *copy = buf_alloc(strlen(msg) + 1);
         if (copy)
             memcpy(copy, msg, strlen(msg) + 1);
@@ -92,6 +116,19 @@ static int32_t fail(char **error, int32_t status, const char *fmt, ...) {
 static km_log_fn host_log;
 static void *host_log_ctx;
 
+/* 1.1: the host's log threshold; read per line (the host may change it).
+ * A 1.0 host has none: everything goes. */
+static const km_host *host_ref; /* valid until the library is unloaded */
+
+static int log_enabled(int32_t level)
+{
+    if (!host_log)
+        return 0;
+    if (host_ref && host_ref->struct_size >= offsetof(km_host, log_level) + sizeof host_ref->log_level)
+        return level >= host_ref->log_level;
+    return 1;
+}
+
 /* The call context may come from a host built against an older header:
  * read a field only if the host's struct_size says it is there. */
 static const char *request_id_of(const km_call_ctx *ctx) {
@@ -103,8 +140,8 @@ static const char *request_id_of(const km_call_ctx *ctx) {
 /* Log rarely: the host's callback may take a lock (the Python host takes its
  * interpreter lock), so a log line per wrap/unwrap would serialize calls. */
 static void log_msg(int32_t level, const km_call_ctx *ctx, const char *msg) {
-    if (host_log)
-        host_log(host_log_ctx, level, request_id_of(ctx), msg);
+    if (log_enabled(level)) /* (host_log)(...): `log` may be a <tgmath.h> macro (keymanager.h rule 7) */
+        (host_log)(host_log_ctx, level, request_id_of(ctx), msg);
 }
 
 /* ------------------------------------------------------------------------
@@ -490,6 +527,7 @@ const km_plugin *km_plugin_init(const km_host *host) {
     if (host && host->abi_major != KM_ABI_VERSION_MAJOR)
         return NULL; /* the host speaks another major version: refuse */
     if (host && host->struct_size >= offsetof(km_host, log_ctx) + sizeof host->log_ctx) {
+        host_ref = host;
         host_log = host->log;
         host_log_ctx = host->log_ctx;
     }

@@ -46,9 +46,22 @@ void ex_free(void *ptr) {
 static km_log_fn host_log;
 static void *host_log_ctx;
 
+/* 1.1: the host's log threshold; read per line (the host may change it).
+ * A 1.0 host has none: everything goes. */
+static const km_host *host_ref; /* valid until the library is unloaded */
+
+static int log_enabled(int32_t level)
+{
+    if (!host_log)
+        return 0;
+    if (host_ref && host_ref->struct_size >= offsetof(km_host, log_level) + sizeof host_ref->log_level)
+        return level >= host_ref->log_level;
+    return 1;
+}
+
 void ex_log(int32_t level, const char *request_id, const char *message) {
-    if (host_log)
-        host_log(host_log_ctx, level, request_id, message);
+    if (log_enabled(level)) /* (host_log)(...): `log` may be a <tgmath.h> macro (keymanager.h rule 7) */
+        (host_log)(host_log_ctx, level, request_id, message);
 }
 
 /* Read a field of the host's call context only if its struct_size has it. */
@@ -158,6 +171,7 @@ const km_plugin *km_plugin_init(const km_host *host) {
     if (host && host->abi_major != KM_ABI_VERSION_MAJOR)
         return NULL; /* another major version: refuse to load */
     if (host && host->struct_size >= offsetof(km_host, log_ctx) + sizeof host->log_ctx) {
+        host_ref = host;
         host_log = host->log;
         host_log_ctx = host->log_ctx;
     }

@@ -97,6 +97,8 @@ def configure(verbosity: int = 0, stream=None) -> None:
         tree.addHandler(handler)
         tree.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
         tree.propagate = False
+    from host.loader import sync_log_levels  # plugins loaded earlier skip lines below the new level
+    sync_log_levels()
 
 
 def new_request_id() -> str:

@@ -105,12 +105,23 @@ static int km_pyembed_set_error(char **error, const char *message)
 static km_log_fn km_host_log;
 static void *km_host_log_ctx;
 
+static const km_host *km_the_host; /* valid until unload */
+
+/* The host's threshold (1.1): Python skips formatting lines it would drop. */
+static int32_t km_pyembed_log_level(void)
+{
+    if (km_the_host != NULL
+        && km_the_host->struct_size >= offsetof(km_host, log_level) + sizeof km_the_host->log_level)
+        return km_the_host->log_level;
+    return KM_LOG_DEBUG;
+}
+
 static int km_pyembed_has_log(void) { return km_host_log != NULL; }
 
 static void km_pyembed_log(int32_t level, const char *request_id, const char *message)
 {
-    if (km_host_log != NULL)
-        km_host_log(km_host_log_ctx, level, request_id, message);
+    if (km_host_log != NULL && level >= km_pyembed_log_level())
+        (km_host_log)(km_host_log_ctx, level, request_id, message);
 }
 
 /* ---- Starting Python ------------------------------------------------------
@@ -197,6 +208,11 @@ struct km_manager {
     uint64_t handle; /* key of the Python instance in runtime.py's table */
 };
 
+static int km_host_minor_at_least(uint16_t minor)
+{
+    return km_the_host != NULL && km_the_host->abi_minor >= minor;
+}
+
 /* A Python result of KM_OK without an output would break the host. */
 static int32_t km_checked(int32_t status, uint8_t **out, char **error)
 {
@@ -204,8 +220,14 @@ static int32_t km_checked(int32_t status, uint8_t **out, char **error)
         km_pyembed_set_error(error, "pyembed: manager returned no output");
         return KM_ERR_INTERNAL;
     }
-    if (status < KM_OK || status > KM_ERR_CRYPTO)
+    if (status < KM_OK || status > KM_ERR_FAILED_PRECONDITION)
         return KM_ERR_INTERNAL;
+    if (status == KM_ERR_FAILED_PRECONDITION && !km_host_minor_at_least(1))
+        return KM_ERR_INVALID_ARGUMENT; /* rule 6: a 1.0 host does not know it */
+    if (status != KM_OK && out != NULL && *out != NULL) { /* rule 3: a failure leaves *out NULL */
+        km_pyembed_free(*out);
+        *out = NULL;
+    }
     return status;
 }
 
@@ -343,13 +365,14 @@ static const km_plugin km_descriptor = {
 
 KM_EXPORT const km_plugin *km_plugin_init(const km_host *host)
 {
+    /* A host of another major: its km_host beyond the first three fields
+     * (the log callback included) has an unknown layout; use none of it. */
+    if (host != NULL && host->abi_major != KM_ABI_VERSION_MAJOR)
+        return NULL;
     if (host != NULL && host->struct_size >= offsetof(km_host, log_ctx) + sizeof host->log_ctx) {
+        km_the_host = host;
         km_host_log = host->log;
         km_host_log_ctx = host->log_ctx;
-    }
-    if (host != NULL && host->abi_major != KM_ABI_VERSION_MAJOR) {
-        km_boot_log(KM_LOG_ERROR, "pyembed: host ABI major version differs from the plugin's");
-        return NULL;
     }
     /* Start (or join) Python now so a plugin that cannot run is refused at
      * load time with a logged reason, not at its first call. */

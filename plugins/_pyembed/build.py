@@ -44,6 +44,7 @@ extern "Python" void km_py_destroy(uint64_t handle);
 int km_pyembed_set_bytes(uint8_t **out, size_t *out_len, const char *data, size_t n);
 int km_pyembed_set_error(char **error, const char *message);
 int km_pyembed_has_log(void);
+int32_t km_pyembed_log_level(void);
 void km_pyembed_log(int32_t level, const char *request_id, const char *message);
 """
 

@@ -156,7 +156,8 @@ int main(int argc, char **argv)
         die("dlopen failed", dlerror());
     const km_plugin *(*init)(const km_host *) = NULL;
     *(void **)&init = dlsym(dl, "km_plugin_init");
-    km_host host = {sizeof host, KM_ABI_VERSION_MAJOR, KM_ABI_VERSION_MINOR, NULL, NULL};
+    km_host host = {.struct_size = sizeof host, .abi_major = KM_ABI_VERSION_MAJOR,
+                    .abi_minor = KM_ABI_VERSION_MINOR};
     if (!init || !(plugin = init(&host)) || plugin->factory_count < 1)
         die("not a key-manager plugin", argv[1]);
     factory = plugin->factories[0];

@@ -15,6 +15,12 @@ const char *ckr_name(CK_RV rv);
  * everything else -> INTERNAL. */
 int32_t ckr_status(CK_RV rv);
 
+/* The status for "this key exists but cannot do this operation" (an EC key
+ * asked to wrap): KM_ERR_FAILED_PRECONDITION for a 1.1 host, the nearest
+ * 1.0 code (KM_ERR_INVALID_ARGUMENT) for an older one (keymanager.h rule 6).
+ * Defined in pkcs11_manager.c, which knows the host. */
+int32_t km_status_wrong_key_kind(void);
+
 /* rv says our session or login is gone (closed, token removed, logged
  * out): worth reopening sessions and logging in again, once. */
 int ckr_is_session_lost(CK_RV rv);

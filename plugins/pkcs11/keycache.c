@@ -1,5 +1,6 @@
 /* keycache.c -- find keys by label, and cache their handles (see keycache.h). */
 #define _POSIX_C_SOURCE 200809L
+#include "ckr.h"
 #include "keycache.h"
 
 #include <stdio.h>
@@ -169,9 +170,9 @@ CK_RV key_find(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, const char *label,
     switch (use) {
     case USE_WRAP:
         if (ref->cls != CKO_SECRET_KEY || ref->type != CKK_AES) {
-            /* The key id names the wrong kind of key: a bad argument
-             * (km-conformance then skips its wrap round trips). */
-            *status = KM_ERR_INVALID_ARGUMENT;
+            /* The key id names the wrong kind of key (km-conformance then
+             * skips its wrap round trips). */
+            *status = km_status_wrong_key_kind();
             snprintf(msg, msglen, "pkcs11: key '%.64s' is an %s key; wrap needs an AES key "
                                   "(clients encrypt to an RSA or EC key's public key instead)",
                      label, type);
@@ -183,18 +184,18 @@ CK_RV key_find(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, const char *label,
             snprintf(msg, msglen, "pkcs11: the token holds only the public half of key '%.64s'",
                      label);
         } else if (ref->type != CKK_AES && ref->type != CKK_RSA && ref->type != CKK_EC) {
-            *status = KM_ERR_INVALID_ARGUMENT;
+            *status = km_status_wrong_key_kind();
             snprintf(msg, msglen, "pkcs11: key '%.64s' is an %s key; unwrap needs an AES key "
                                   "or an RSA or EC private key", label, type);
         }
         break;
     case USE_PUBLIC:
         if (ref->cls == CKO_SECRET_KEY) {
-            *status = KM_ERR_INVALID_ARGUMENT;
+            *status = km_status_wrong_key_kind();
             snprintf(msg, msglen, "pkcs11: key '%.64s' is an %s key; it has no public key",
                      label, type);
         } else if (ref->type != CKK_RSA && ref->type != CKK_EC) {
-            *status = KM_ERR_INVALID_ARGUMENT;
+            *status = km_status_wrong_key_kind();
             snprintf(msg, msglen, "pkcs11: key '%.64s' is an %s key; only RSA and EC public "
                                   "keys can be exported", label, type);
         } else if (ref->cls == CKO_PRIVATE_KEY && ref->type == CKK_EC) {

@@ -39,13 +39,53 @@
 #define GCM_TAG_LEN 16
 #define MSG_LEN 320
 
-/* The host's logger, copied at init (function pointer and context only). */
+/* The host's logger, copied at init (function pointer and context only),
+ * and the host itself (valid until unload) for its minor and log level. */
 static km_log_fn host_log;
 static void *host_log_ctx;
+static const km_host *host_ref;
+
+int32_t km_status_wrong_key_kind(void)
+{
+    return host_ref && host_ref->abi_minor >= 1 ? KM_ERR_FAILED_PRECONDITION : KM_ERR_INVALID_ARGUMENT;
+}
+
+static int log_enabled(int32_t level)
+{
+    if (!host_log)
+        return 0;
+    if (host_ref && host_ref->struct_size >= offsetof(km_host, log_level) + sizeof host_ref->log_level)
+        return level >= host_ref->log_level; /* read per line: the host may change it */
+    return 1;
+}
+
+/* *error must be valid UTF-8 (keymanager.h rule 3); messages quote labels
+ * and config bytes and may be cut mid-character: '?' for every byte that is
+ * not part of a well-formed sequence. */
+static void utf8_sanitize(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        size_t need = *p < 0x80 ? 0 : *p >= 0xC2 && *p <= 0xDF ? 1 : *p >= 0xE0 && *p <= 0xEF ? 2
+                    : *p >= 0xF0 && *p <= 0xF4 ? 3 : 4;
+        size_t k = 1;
+        if (need < 4)
+            while (k <= need && (p[k] & 0xC0) == 0x80)
+                k++;
+        int ok = need < 4 && k == need + 1
+                 && !(need == 2 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] > 0x9F)))
+                 && !(need == 3 && ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] > 0x8F)));
+        if (!ok) {
+            *p++ = '?';
+            continue;
+        }
+        p += need + 1;
+    }
+}
 
 static void log_msg(int32_t level, const km_call_ctx *ctx, const char *fmt, ...)
 {
-    if (!host_log)
+    if (!log_enabled(level))
         return;
     char buf[MSG_LEN];
     va_list ap;
@@ -54,7 +94,8 @@ static void log_msg(int32_t level, const km_call_ctx *ctx, const char *fmt, ...)
     va_end(ap);
     const char *rid = ctx && ctx->struct_size >= offsetof(km_call_ctx, request_id) + sizeof(char *)
                           ? ctx->request_id : NULL;
-    host_log(host_log_ctx, level, rid, buf);
+    utf8_sanitize(buf);
+    (host_log)(host_log_ctx, level, rid, buf);
 }
 
 enum aes_mode { AES_NONE, AES_GCM, AES_KWP };
@@ -84,6 +125,7 @@ static int set_error(char **error, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    utf8_sanitize(buf);
     *error = strdup(buf);
     return status;
 }
@@ -644,6 +686,7 @@ EXPORT const km_plugin *km_plugin_init(const km_host *host)
 {
     if (!host || host->abi_major != KM_ABI_VERSION_MAJOR)
         return NULL;
+    host_ref = host;
     if (host->struct_size >= offsetof(km_host, log_ctx) + sizeof(void *)) {
         host_log = host->log;
         host_log_ctx = host->log_ctx;

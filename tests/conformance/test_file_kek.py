@@ -27,7 +27,7 @@ def built():
 @pytest.fixture(scope="module")
 def factory():
     plugin = load_plugin(str(SO))
-    assert plugin.name == "file-kek" and plugin.abi_version == "1.0"
+    assert plugin.name == "file-kek" and plugin.abi_version == "1.1"
     (f,) = plugin.factories
     return f
 

@@ -120,8 +120,8 @@ def test_rsa_ephemeral_key_is_invalid_argument(manager):
         manager.unwrap(EC_KEY, spki(eph))
 
 
-def test_wrap_with_an_ec_key_is_invalid_argument(manager):
-    with pytest.raises(errors.InvalidArgument, match=f"key '{EC_KEY}' is an EC key; wrap needs an AES key"):
+def test_wrap_with_an_ec_key_is_failed_precondition(manager):
+    with pytest.raises(errors.FailedPrecondition, match=f"key '{EC_KEY}' is an EC key; wrap needs an AES key"):
         manager.wrap(EC_KEY, b"x" * 32)
 
 
@@ -280,7 +280,7 @@ def test_conformance_runner_checks_ecdh(plugin_path, token, tmp_path):
         assert r.returncode == 0 and r.summary[1] == 0, r.stdout + r.stderr
         assert "PASS unwrap.ecdh" in r.lines and "PASS coverage" in r.lines
         assert r.line("SKIP roundtrip.32").startswith("SKIP roundtrip.32: wrap on the default key is refused "
-                                                      "(KM_ERR_INVALID_ARGUMENT")
+                                                      "(KM_ERR_FAILED_PRECONDITION")
         assert token.user_pin not in r.text()
     # an AES default key: no public key, so no ECDH check, round trips as before
     cfg = tmp_path / "aes.json"

@@ -142,12 +142,12 @@ def test_four_threads_share_one_manager(manager):
 # ---- bad input: operations -------------------------------------------------------
 
 def test_aes_key_has_no_public_key(manager):
-    with pytest.raises(errors.InvalidArgument, match=f"key '{AES_KEY}' is an AES key; it has no public key"):
+    with pytest.raises(errors.FailedPrecondition, match=f"key '{AES_KEY}' is an AES key; it has no public key"):
         manager.public_key("")
 
 
 def test_wrap_with_an_rsa_key_is_refused(manager):
-    with pytest.raises(errors.InvalidArgument, match="is an RSA key; wrap needs an AES key"):
+    with pytest.raises(errors.FailedPrecondition, match="is an RSA key; wrap needs an AES key"):
         manager.wrap(RSA_KEY, b"x" * 32)
 
 

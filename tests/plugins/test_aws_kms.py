@@ -53,7 +53,7 @@ SESSION_TOKEN = "plugin-test-session-token-M4nB7cX2"
 @pytest.fixture(scope="module")
 def plugin(aws_kms_plugin):
     loaded = load_plugin(str(aws_kms_plugin))
-    assert (loaded.name, loaded.abi_version) == ("aws-kms", "1.0")
+    assert (loaded.name, loaded.abi_version) == ("aws-kms", "1.1")
     (factory,) = loaded.factories
     assert factory.name == "aws-kms" and factory.thread_safe
     return factory

@@ -93,7 +93,7 @@ def azure():
 def factory():
     make_or_fail("build/plugins/azure-manager.so")
     plugin = load_plugin(str(SO))
-    assert plugin.name == "azure" and plugin.abi_version == "1.0"
+    assert plugin.name == "azure" and plugin.abi_version == "1.1"
     (f,) = plugin.factories
     assert f.name == "azure"
     return f

@@ -108,7 +108,7 @@ def test_descriptor_comes_from_the_declaration(load_raw, echo_so, serial_so):
     echo = load_raw(echo_so)
     assert ffi.string(echo.desc.plugin_name) == b"echo-test"
     assert ffi.string(echo.desc.plugin_version) == b"0.0.1"
-    assert (echo.desc.abi_major, echo.desc.abi_minor) == (1, 0)
+    assert (echo.desc.abi_major, echo.desc.abi_minor) == (1, 1)
     assert ffi.string(echo.factory.manager_name) == b"echo-test"
     assert echo.factory.capabilities == 1 | 2 | 4 | 8 | 16
     serial = load_raw(serial_so)
@@ -271,7 +271,7 @@ def test_loaded_by_the_host_loader(echo_so, caplog):
     from host.managers.base import CallContext, Capability
 
     plugin = load_plugin(str(echo_so))
-    assert (plugin.name, plugin.version, plugin.abi_version) == ("echo-test", "0.0.1", "1.0")
+    assert (plugin.name, plugin.version, plugin.abi_version) == ("echo-test", "0.0.1", "1.1")
     (factory,) = plugin.factories
     assert factory.name == "echo-test" and Capability.THREAD_SAFE in factory.capabilities
     manager = factory.create(json.dumps({"secret": SECRET}).encode())

@@ -69,7 +69,7 @@ def vault():
 def factory():
     make_or_fail("build/plugins/vault-manager.so")
     plugin = load_plugin(str(SO))
-    assert plugin.name == "vault" and plugin.abi_version == "1.0"
+    assert plugin.name == "vault" and plugin.abi_version == "1.1"
     (f,) = plugin.factories
     assert f.name == "vault"
     return f

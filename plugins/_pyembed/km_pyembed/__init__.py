@@ -24,6 +24,7 @@ import time
 from km_pyembed.errors import (
     CryptoError,
     DeadlineExceeded,
+    FailedPrecondition,
     Internal,
     InvalidArgument,
     ManagerError,
@@ -36,7 +37,7 @@ from km_pyembed.errors import (
 DEBUG, INFO, WARN, ERROR = 10, 20, 30, 40
 
 __all__ = [
-    "CryptoError", "DeadlineExceeded", "Internal", "InvalidArgument", "ManagerError",
+    "CryptoError", "DeadlineExceeded", "FailedPrecondition", "Internal", "InvalidArgument", "ManagerError",
     "NotFound", "PermissionDenied", "Unavailable", "Unimplemented",
     "DEBUG", "INFO", "WARN", "ERROR", "log", "request_id", "Deadline",
 ]

@@ -23,6 +23,8 @@ class ConfigReader:
                 config = json.loads(config)
             except (ValueError, UnicodeDecodeError):
                 raise self.error("config_json is not valid JSON") from None
+            except RecursionError:
+                raise self.error("config_json is nested too deeply") from None
         if not isinstance(config, dict):
             raise self.error("config_json must be a JSON object")
         unknown = sorted(set(config) - known)

@@ -17,6 +17,7 @@ KM_ERR_DEADLINE_EXCEEDED = 5
 KM_ERR_UNIMPLEMENTED = 6
 KM_ERR_INTERNAL = 7
 KM_ERR_CRYPTO = 8
+KM_ERR_FAILED_PRECONDITION = 9  # 1.1; adapter.c gives a 1.0 host KM_ERR_INVALID_ARGUMENT instead
 
 
 class ManagerError(Exception):
@@ -57,6 +58,12 @@ class CryptoError(ManagerError):
     status = KM_ERR_CRYPTO
 
 
+class FailedPrecondition(ManagerError):
+    """The key exists but cannot do this operation (e.g. wrap with an RSA key)."""
+
+    status = KM_ERR_FAILED_PRECONDITION
+
+
 # host.errors classes (when a plugin reuses the host package) map by `code`.
 HOST_CODES = {
     "invalid_argument": KM_ERR_INVALID_ARGUMENT,
@@ -67,7 +74,7 @@ HOST_CODES = {
     "deadline_exceeded": KM_ERR_DEADLINE_EXCEEDED,
     "unimplemented": KM_ERR_UNIMPLEMENTED,
     "internal": KM_ERR_INTERNAL,
-    "failed_precondition": KM_ERR_INVALID_ARGUMENT,
+    "failed_precondition": KM_ERR_FAILED_PRECONDITION,
     "already_exists": KM_ERR_INVALID_ARGUMENT,
 }
 
@@ -81,15 +88,19 @@ STATUS_NAMES = {
     KM_ERR_UNIMPLEMENTED: "unimplemented",
     KM_ERR_INTERNAL: "internal",
     KM_ERR_CRYPTO: "crypto",
+    KM_ERR_FAILED_PRECONDITION: "failed_precondition",
 }
 
-MAX_MESSAGE = 512
+MAX_MESSAGE = 512  # UTF-8 bytes; KM_MAX_ERROR_LEN (1024) is the ABI's bound
 
 
 def one_line(text: str) -> str:
     """Messages cross the ABI as one bounded line of UTF-8 without NULs."""
     text = " ".join(str(text).replace("\x00", " ").split())
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+    raw = text.encode("utf-8", "replace")  # lone surrogates become "?"
+    if len(raw) <= MAX_MESSAGE:
+        return raw.decode("utf-8")
+    return raw[: MAX_MESSAGE - 3].decode("utf-8", "ignore") + "..."
 
 
 def status_of(exc: BaseException) -> tuple[int, str | None]:

@@ -59,8 +59,8 @@ class PluginRuntime:
 
     # -- logging -------------------------------------------------------------
     def host_log(self, level: int, request_id: str | None, message: str) -> None:
-        if not self.lib.km_pyembed_has_log():
-            return
+        if not self.lib.km_pyembed_has_log() or level < self.lib.km_pyembed_log_level():
+            return  # below the host's threshold: no formatting, no call into the host
         rid = request_id.encode("utf-8", "replace") if request_id else self.ffi.NULL
         self.lib.km_pyembed_log(level, rid, errors.one_line(f"{self.name}: {message}").encode("utf-8", "replace"))
 
@@ -128,6 +128,8 @@ class PluginRuntime:
             except json.JSONDecodeError as exc:  # position only, never the content
                 raise errors.InvalidArgument(
                     f"config is not valid JSON (line {exc.lineno} column {exc.colno})") from None
+            except RecursionError:  # e.g. 1 MB of "[[[": bad input, not a plugin failure
+                raise errors.InvalidArgument("config is nested too deeply") from None
             if not isinstance(config, dict):
                 raise errors.InvalidArgument("config must be a JSON object")
             manager = self.cls(config)

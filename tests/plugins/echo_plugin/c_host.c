@@ -64,7 +64,8 @@ int main(int argc, char **argv)
         return 1;
     }
     const km_plugin *(*init)(const km_host *) = (const km_plugin *(*)(const km_host *))dlsym(lib, "km_plugin_init");
-    km_host host = {sizeof host, KM_ABI_VERSION_MAJOR, KM_ABI_VERSION_MINOR, log_line, NULL};
+    km_host host = {.struct_size = sizeof host, .abi_major = KM_ABI_VERSION_MAJOR,
+                    .abi_minor = KM_ABI_VERSION_MINOR, .log = log_line, .log_level = KM_LOG_DEBUG};
     plugin = init ? init(&host) : NULL;
     if (plugin == NULL) {
         printf("init NULL\n");
