@@ -4,7 +4,7 @@ CONFORMANCE_SRC := tests/conformance/km_conformance.c
 CONFORMANCE_LIBS := -ldl -lpthread -lcrypto
 
 $(CONFORMANCE): $(CONFORMANCE_SRC) include/keymanager.h | $(BUILD)
-	$(CC) $(CFLAGS) -Iinclude -o $@ $(CONFORMANCE_SRC) $(CONFORMANCE_LIBS)
+	$(CC) $(CFLAGS) -Iinclude -rdynamic -o $@ $(CONFORMANCE_SRC) $(CONFORMANCE_LIBS)
 
 PLUGINS += $(CONFORMANCE)
 

@@ -13,10 +13,24 @@
  * need no manager run. --iterations repeats the round-trip and error-path
  * checks (for sanitizer runs). The plugin's log lines go to stderr (debug
  * level only with -v).
+ *
+ * ABI 1.1 checks: bad configs (non-UTF-8, 1 MB of nesting) answer
+ * KM_ERR_INVALID_ARGUMENT; every *error is UTF-8 of at most KM_MAX_ERROR_LEN
+ * bytes; a failing call leaves *out (and create *mgr) NULL, KM_OK leaves
+ * *error NULL; call contexts smaller (guard page right after) and larger than
+ * the plugin's; a host offering ABI major 2 (in a child process: the plugin
+ * must use nothing of km_host beyond its first three fields); load/unload
+ * cycles (child process); managers created and used from several threads
+ * at once; and a wipe check: this program's own free() (it interposes libc's
+ * for the plugin) inspects an unwrap output when the plugin's free releases it.
  */
 #define _GNU_SOURCE /* memmem */
 #include <dlfcn.h>
 #include <errno.h>
+#include <malloc.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -39,6 +53,39 @@
 #define OPS_PER_THREAD 200
 #define KNOWN_CAPS (KM_CAP_THREAD_SAFE | KM_CAP_WRAP | KM_CAP_UNWRAP | KM_CAP_PUBLIC_KEY | KM_CAP_PROBE)
 #define UNKNOWN_KEY_ID "km-conformance-no-such-key-7f3a9c1e"
+#define LAST_STATUS KM_ERR_FAILED_PRECONDITION /* the highest KM_* status this runner knows */
+#define NESTED_CONFIG_BYTES (1u << 20)
+#define LOAD_CYCLES 3
+#define MANAGER_THREADS 4
+#define OPS_PER_MANAGER 20
+
+/* ------------------------------------------------------------------ */
+/* The wipe check's free(): the plugin's calls to free() bind to this
+ * definition (the runner is linked with -rdynamic), which looks at a watched
+ * output buffer before libc releases the allocation holding it. Sanitizer
+ * builds keep their own allocator, and skip the check. */
+#if defined(__SANITIZE_ADDRESS__)
+#define WIPE_CHECK 0
+#else
+#define WIPE_CHECK 1
+extern void __libc_free(void *);
+static const uint8_t *volatile watched;
+static size_t watched_len;
+static volatile long watched_nonzero = -1; /* -1: the watched buffer has not been freed */
+
+__attribute__((visibility("default"))) void free(void *p)
+{
+    const uint8_t *w = watched;
+    if (p && w && w >= (const uint8_t *)p && w < (const uint8_t *)p + malloc_usable_size(p)) {
+        long nonzero = 0;
+        for (size_t i = 0; i < watched_len; i++)
+            nonzero += w[i] != 0;
+        watched_nonzero = nonzero;
+        watched = NULL;
+    }
+    __libc_free(p);
+}
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Reporting                                                            */
@@ -164,9 +211,9 @@ static const char *status_name(int32_t s)
     static const char *names[] = {
         "KM_OK", "KM_ERR_INVALID_ARGUMENT", "KM_ERR_NOT_FOUND", "KM_ERR_PERMISSION_DENIED",
         "KM_ERR_UNAVAILABLE", "KM_ERR_DEADLINE_EXCEEDED", "KM_ERR_UNIMPLEMENTED",
-        "KM_ERR_INTERNAL", "KM_ERR_CRYPTO",
+        "KM_ERR_INTERNAL", "KM_ERR_CRYPTO", "KM_ERR_FAILED_PRECONDITION",
     };
-    return s >= 0 && s <= KM_ERR_CRYPTO ? names[s] : "an unknown status";
+    return s >= 0 && s <= LAST_STATUS ? names[s] : "an unknown status";
 }
 
 /* ------------------------------------------------------------------ */
@@ -191,13 +238,44 @@ static void host_log(void *ctx, int32_t level, const char *request_id, const cha
             request_id ? request_id : "", request_id ? ": " : "", message);
 }
 
-static const km_host host = {
+static km_host host = {
     .struct_size = sizeof(km_host),
     .abi_major = KM_ABI_VERSION_MAJOR,
     .abi_minor = KM_ABI_VERSION_MINOR,
     .log = host_log,
     .log_ctx = NULL,
+    .log_level = KM_LOG_INFO, /* KM_LOG_DEBUG with -v */
 };
+
+/* create through create_ex (1.1) when the factory has it, as a 1.1 host does. */
+static int has_create_ex(const km_factory *f)
+{
+    /* 1.0 factories end before create_ex: do not read it */
+    return f->struct_size >= offsetof(km_factory, create_ex) + sizeof f->create_ex && f->create_ex;
+}
+
+static int32_t do_create(const km_factory *f, int use_ex, const char *json, size_t len, km_manager **m,
+                         char **error)
+{
+    km_call_ctx ctx = {.struct_size = sizeof(km_call_ctx), .timeout_ms = CALL_TIMEOUT_MS,
+                       .request_id = "km-conformance-create"};
+    *m = NULL;
+    *error = NULL;
+    return use_ex && has_create_ex(f) ? f->create_ex(&ctx, json, len, m, error) : f->create(json, len, m, error);
+}
+
+/* An *error must be UTF-8 and at most KM_MAX_ERROR_LEN bytes; NULL when fine. */
+static const char *error_problem(const char *error)
+{
+    if (!error)
+        return NULL;
+    size_t n = strnlen(error, KM_MAX_ERROR_LEN + 1);
+    if (n > KM_MAX_ERROR_LEN)
+        return "longer than KM_MAX_ERROR_LEN bytes";
+    if (!valid_utf8((const unsigned char *)error, n))
+        return "not valid UTF-8";
+    return NULL;
+}
 
 /* One call's results. The runner releases every buffer with plugin->free. */
 typedef struct result {
@@ -210,21 +288,28 @@ typedef struct result {
 static void release(result *r)
 {
     if (r->out)
-        plugin->free(r->out);
+        (plugin->free)(r->out);
     if (r->error)
-        plugin->free(r->error);
+        (plugin->free)(r->error);
     memset(r, 0, sizeof *r);
 }
 
 /* Checks what every call must satisfy; records violations. */
 static void audit(const char *op, result *r)
 {
-    if (r->status < KM_OK || r->status > KM_ERR_CRYPTO)
+    const char *problem = error_problem(r->error);
+    if (r->status < KM_OK || r->status > LAST_STATUS)
         violation("%s returned status %d, outside the KM_* enum", op, (int)r->status);
     if (r->status == KM_OK && !r->out)
         violation("%s returned KM_OK with a NULL output", op);
-    if (r->error && !valid_utf8((const unsigned char *)r->error, strlen(r->error)))
-        violation("%s returned an error message that is not UTF-8", op);
+    if (r->status == KM_OK && r->out_len > KM_MAX_OUTPUT_LEN)
+        violation("%s returned %zu bytes, more than KM_MAX_OUTPUT_LEN", op, r->out_len);
+    if (r->status == KM_OK && r->error)
+        violation("%s returned KM_OK with an error message", op);
+    if (r->status != KM_OK && r->out)
+        violation("%s returned %s with a non-NULL output", op, status_name(r->status));
+    if (problem)
+        violation("%s returned an error message that is %s", op, problem);
 }
 
 static const char *error_text(const result *r)
@@ -253,6 +338,15 @@ static result do_unwrap(const char *key_id, const uint8_t *in, size_t n)
     result r = {0};
     km_call_ctx ctx = call_ctx("km-conformance-unwrap");
     r.status = factory->ops->unwrap(mgr, &ctx, key_id, in, n, &r.out, &r.out_len, &r.error);
+    audit("unwrap", &r);
+    return r;
+}
+
+static result do_unwrap_with(km_manager *m, const km_call_ctx *ctx, const char *key_id, const uint8_t *in,
+                             size_t n)
+{
+    result r = {0};
+    r.status = factory->ops->unwrap(m, ctx, key_id, in, n, &r.out, &r.out_len, &r.error);
     audit("unwrap", &r);
     return r;
 }
@@ -375,8 +469,9 @@ static int check_descriptor(void)
         why w = {{0}};
         uint32_t caps = f->capabilities;
         const km_manager_ops *ops = f->ops;
-        if (f->struct_size < sizeof(km_factory))
-            because(&w, "km_factory.struct_size %u < %zu", f->struct_size, sizeof(km_factory));
+        if (f->struct_size < offsetof(km_factory, create_ex))
+            because(&w, "km_factory.struct_size %u < %zu (the 1.0 size)", f->struct_size,
+                    offsetof(km_factory, create_ex));
         else if (!valid_name(f->manager_name))
             because(&w, "manager_name must be non-empty UTF-8");
         else if (!f->create)
@@ -412,34 +507,44 @@ static int check_descriptor(void)
     return n_failed == ok_before ? 0 : -1;
 }
 
-/* create() with bad input must fail cleanly, for every factory. */
-static void check_create_rejects(const km_factory *f, const char *label, const char *json, size_t len)
+/* create() with bad input must fail cleanly, for every factory and both
+ * entry points (create, and create_ex when there is one); want_status -1
+ * accepts any failure. */
+static void check_create_rejects(const km_factory *f, const char *label, const char *json, size_t len,
+                                 int32_t want_status)
 {
     char name[200];
     snprintf(name, sizeof name, "create.%s[%s]", label, f->manager_name);
     int outcome = CHECK_PASS;
     why w = {{0}};
     for (int it = 0; it < iterations && outcome == CHECK_PASS; it++) {
-        km_manager *m = NULL;
-        char *error = NULL;
-        int32_t status = f->create(json, len, &m, &error);
-        if (status == KM_OK) {
-            outcome = CHECK_FAIL;
-            because(&w, "returned KM_OK");
-            if (m)
-                f->ops->destroy(m);
-        } else if (status < 0 || status > KM_ERR_CRYPTO) {
-            outcome = CHECK_FAIL;
-            because(&w, "returned status %d, outside the KM_* enum", (int)status);
-        } else if (!error) {
-            outcome = CHECK_FAIL;
-            because(&w, "returned %s without an error message", status_name(status));
-        } else if (!valid_utf8((const unsigned char *)error, strlen(error))) {
-            outcome = CHECK_FAIL;
-            because(&w, "error message is not UTF-8");
+        for (int use_ex = 0; use_ex <= has_create_ex(f) && outcome == CHECK_PASS; use_ex++) {
+            const char *entry = use_ex ? "create_ex" : "create";
+            km_manager *m = NULL;
+            char *error = NULL;
+            int32_t status = do_create(f, use_ex, json, len, &m, &error);
+            const char *problem = error_problem(error);
+            if (status == KM_OK) {
+                outcome = CHECK_FAIL;
+                because(&w, "%s returned KM_OK", entry);
+                if (m)
+                    f->ops->destroy(m);
+                m = NULL;
+            } else if (status < 0 || status > LAST_STATUS) {
+                outcome = because(&w, "%s returned status %d, outside the KM_* enum", entry, (int)status);
+            } else if (want_status >= 0 && status != want_status) {
+                outcome = because(&w, "%s returned %s, want %s (%.200s)", entry, status_name(status),
+                                  status_name(want_status), error ? error : "no message");
+            } else if (!error) {
+                outcome = because(&w, "%s returned %s without an error message", entry, status_name(status));
+            } else if (problem) {
+                outcome = because(&w, "%s: error message is %s", entry, problem);
+            } else if (m) {
+                outcome = because(&w, "%s failed but set *mgr", entry);
+            }
+            if (error)
+                (plugin->free)(error);
         }
-        if (error)
-            plugin->free(error);
     }
     if (outcome == CHECK_PASS)
         report_pass(name);
@@ -481,7 +586,7 @@ static int check_probe(why *w, void *arg)
     km_call_ctx ctx = call_ctx("km-conformance-probe");
     int32_t status = factory->ops->probe(mgr, &ctx, &error);
     int outcome = CHECK_PASS;
-    if (status < 0 || status > KM_ERR_CRYPTO)
+    if (status < 0 || status > LAST_STATUS)
         outcome = because(w, "returned status %d, outside the KM_* enum", (int)status);
     else if (status != KM_OK)
         outcome = because(w, "returned %s: %s", status_name(status), error ? error : "(no message)");
@@ -494,7 +599,8 @@ static int check_public_key(why *w, void *arg)
 {
     (void)arg;
     result r = do_public_key("");
-    if (r.status == KM_ERR_UNIMPLEMENTED || r.status == KM_ERR_INVALID_ARGUMENT) {
+    if (r.status == KM_ERR_UNIMPLEMENTED || r.status == KM_ERR_INVALID_ARGUMENT
+        || r.status == KM_ERR_FAILED_PRECONDITION) {
         because(w, "the default key has no public key (%s: %s)", status_name(r.status), error_text(&r));
         release(&r);
         return CHECK_SKIP;
@@ -550,7 +656,8 @@ static int check_roundtrip(why *w, void *arg)
     random_bytes(plain, n);
     int outcome = CHECK_PASS;
     result wr = do_wrap("", plain, n);
-    if ((wr.status == KM_ERR_UNIMPLEMENTED || wr.status == KM_ERR_INVALID_ARGUMENT) && !can_roundtrip &&
+    if ((wr.status == KM_ERR_UNIMPLEMENTED || wr.status == KM_ERR_INVALID_ARGUMENT
+         || wr.status == KM_ERR_FAILED_PRECONDITION) && !can_roundtrip &&
         n == 32) {
         outcome = CHECK_SKIP; /* the default key cannot wrap (e.g. an RSA or EC key) */
         because(w, "wrap on the default key is refused (%s: %s)", status_name(wr.status), error_text(&wr));
@@ -709,7 +816,7 @@ static int check_create_destroy(why *w, void *arg)
     const config_arg *cfg = arg;
     km_manager *m = NULL;
     char *error = NULL;
-    int32_t status = factory->create(cfg->json, cfg->len, &m, &error);
+    int32_t status = do_create(factory, 1, cfg->json, cfg->len, &m, &error);
     int outcome = CHECK_PASS;
     if (status != KM_OK || !m)
         outcome = because(w, "create returned %s: %s", status_name(status), error ? error : "(no message)");
@@ -791,6 +898,284 @@ static int check_concurrency(why *w, void *arg)
         return because(w, "%d of %d concurrent calls failed; first: %s", failures, THREADS * OPS_PER_THREAD,
                        first);
     return CHECK_PASS;
+}
+
+/* ------------------------------------------------------------------ */
+/* ABI 1.1: context sizes, wipe, managers on many threads               */
+
+/* A round trip (ciphertext -> unwrap) through `ctx`. */
+static int unwrap_through(km_manager *m, const km_call_ctx *ctx, why *w)
+{
+    uint8_t plain[32], *ct = NULL;
+    size_t ct_len = 0;
+    random_bytes(plain, sizeof plain);
+    if (make_ciphertext(plain, sizeof plain, &ct, &ct_len, w) < 0)
+        return CHECK_FAIL;
+    result r = do_unwrap_with(m, ctx, "", ct, ct_len);
+    int outcome = CHECK_PASS;
+    if (r.status != KM_OK)
+        outcome = because(w, "unwrap returned %s: %s", status_name(r.status), error_text(&r));
+    else if (r.out_len != sizeof plain || memcmp(r.out, plain, sizeof plain) != 0)
+        outcome = because(w, "unwrap returned the wrong bytes");
+    release(&r);
+    free(ct);
+    return outcome;
+}
+
+/* A ctx that ends right after timeout_ms, on a page followed by an
+ * inaccessible one: reading request_id (not covered by struct_size) faults. */
+static int check_ctx_smaller(why *w, void *arg)
+{
+    const config_arg *cfg = arg;
+    long page = sysconf(_SC_PAGESIZE);
+    uint8_t *map = mmap(NULL, 2 * (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED)
+        return because(w, "mmap failed");
+    mprotect(map + page, (size_t)page, PROT_NONE);
+    size_t size = offsetof(km_call_ctx, timeout_ms) + sizeof(uint32_t);
+    km_call_ctx *ctx = (km_call_ctx *)(map + page - size);
+    ctx->struct_size = (uint32_t)size;
+    ctx->timeout_ms = CALL_TIMEOUT_MS;
+    fflush(NULL);
+    pid_t pid = fork(); /* the fault, if any, ends the child, not this run */
+    if (pid == 0) {
+        /* a manager of its own: the parent's may hold connections the child must not touch */
+        km_manager *m = NULL;
+        char *error = NULL;
+        if (do_create(factory, 1, cfg->json, cfg->len, &m, &error) != KM_OK || !m)
+            _exit(2);
+        _exit(unwrap_through(m, ctx, w) == CHECK_PASS ? 0 : 1);
+    }
+    int status = 0, outcome = CHECK_PASS;
+    while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (pid < 0)
+        outcome = because(w, "fork failed");
+    else if (!WIFEXITED(status))
+        outcome = because(w, "the plugin crashed reading past the context's struct_size");
+    else if (WEXITSTATUS(status) == 2)
+        outcome = because(w, "create failed in the child process");
+    else if (WEXITSTATUS(status) != 0)
+        outcome = unwrap_through(mgr, ctx, w); /* safe now: it did not crash; get the reason */
+    munmap(map, 2 * (size_t)page);
+    return outcome;
+}
+
+/* A ctx from a future minor: more fields than the plugin knows. */
+static int check_ctx_larger(why *w, void *arg)
+{
+    (void)arg;
+    struct { km_call_ctx ctx; uint8_t future[64]; } big;
+    memset(&big, 0xA7, sizeof big);
+    big.ctx.struct_size = sizeof big;
+    big.ctx.timeout_ms = CALL_TIMEOUT_MS;
+    big.ctx.request_id = "km-conformance-large-ctx";
+    return unwrap_through(mgr, &big.ctx, w);
+}
+
+/* The plugin's free must clear an unwrap output (rule 3): this runner does
+ * not wipe it, and its free() sees the bytes before libc releases them. */
+static int check_wipe(why *w, void *arg)
+{
+    (void)arg;
+#if WIPE_CHECK
+    uint8_t plain[32], *ct = NULL;
+    size_t ct_len = 0;
+    memset(plain, 0x5A, sizeof plain);
+    if (make_ciphertext(plain, sizeof plain, &ct, &ct_len, w) < 0)
+        return CHECK_FAIL;
+    km_call_ctx ctx = call_ctx("km-conformance-wipe");
+    result r = do_unwrap_with(mgr, &ctx, "", ct, ct_len);
+    free(ct);
+    if (r.status != KM_OK || r.out_len == 0) {
+        because(w, "unwrap returned %s: %s", status_name(r.status), error_text(&r));
+        release(&r);
+        return CHECK_FAIL;
+    }
+    watched_len = r.out_len;
+    watched_nonzero = -1;
+    watched = r.out;
+    (plugin->free)(r.out);
+    watched = NULL;
+    r.out = NULL;
+    release(&r);
+    long nonzero = watched_nonzero;
+    if (nonzero < 0)
+        return because(w, "the plugin's free did not release the output through libc free()"), CHECK_SKIP;
+    if (nonzero > 0)
+        return because(w, "%ld of %zu output bytes were still set when the plugin's free released them "
+                          "(wipe them in free: keymanager.h rule 3)", nonzero, watched_len);
+    return CHECK_PASS;
+#else
+    (void)w;
+    return because(w, "sanitizer build: the allocator is the sanitizer's"), CHECK_SKIP;
+#endif
+}
+
+typedef struct manager_worker {
+    const config_arg *cfg;
+    char reason[300];
+} manager_worker;
+
+/* Each thread creates its own manager, uses it, destroys it. */
+static void *manager_worker_main(void *arg)
+{
+    manager_worker *mw = arg;
+    km_manager *m = NULL;
+    char *error = NULL;
+    int32_t status = do_create(factory, 1, mw->cfg->json, mw->cfg->len, &m, &error);
+    if (status != KM_OK || !m) {
+        snprintf(mw->reason, sizeof mw->reason, "create returned %s: %.200s", status_name(status),
+                 error ? error : "(no message)");
+    } else {
+        for (int i = 0; i < OPS_PER_MANAGER && !mw->reason[0]; i++) {
+            why w = {{0}};
+            km_call_ctx ctx = call_ctx("km-conformance-managers");
+            if (can_roundtrip) { /* same config, same keys: the main manager's ciphertext opens here */
+                if (unwrap_through(m, &ctx, &w) != CHECK_PASS)
+                    snprintf(mw->reason, sizeof mw->reason, "op %d: %.250s", i, w.text);
+            } else { /* keys may be per manager (generated on create): ask for this one's */
+                result r = {0};
+                r.status = factory->ops->get_public_key(m, &ctx, "", &r.out, &r.out_len, &r.error);
+                audit("get_public_key", &r);
+                if (r.status != KM_OK)
+                    snprintf(mw->reason, sizeof mw->reason, "op %d: get_public_key returned %s: %.200s", i,
+                             status_name(r.status), error_text(&r));
+                release(&r);
+            }
+        }
+        factory->ops->destroy(m);
+    }
+    if (error)
+        (plugin->free)(error);
+    return NULL;
+}
+
+static int check_concurrent_managers(why *w, void *arg)
+{
+    pthread_t tids[MANAGER_THREADS];
+    manager_worker workers[MANAGER_THREADS];
+    int started = 0;
+    for (int i = 0; i < MANAGER_THREADS; i++) {
+        workers[i] = (manager_worker){.cfg = arg};
+        if (pthread_create(&tids[i], NULL, manager_worker_main, &workers[i]) != 0)
+            break;
+        started++;
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(tids[i], NULL);
+    if (started != MANAGER_THREADS)
+        return because(w, "could not start %d threads", MANAGER_THREADS);
+    for (int i = 0; i < MANAGER_THREADS; i++)
+        if (workers[i].reason[0])
+            return because(w, "thread %d: %s", i, workers[i].reason);
+    return CHECK_PASS;
+}
+
+/* ------------------------------------------------------------------ */
+/* In a child process: a host offering ABI major 2; load/unload cycles  */
+
+static volatile int major2_host_called;
+
+static void major2_log(void *ctx, int32_t level, const char *request_id, const char *message)
+{
+    (void)ctx; (void)level; (void)request_id; (void)message;
+    major2_host_called = 1;
+}
+
+static const char *child_reasons[] = {
+    "ok", "dlopen failed", "no km_plugin_init",
+    "called the log callback of a host whose ABI major differs",
+    "returned a descriptor claiming ABI major 2",
+    "km_plugin_init returned NULL on a later load", "create failed on a later load",
+};
+
+/* Runs `what` in a child so that a crash, or a plugin that cannot be
+ * unloaded, stays there. Returns the child's reason index, or -1 on a crash. */
+static int in_child(int (*what)(const char *, const config_arg *), const char *path, const config_arg *cfg)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return 0; /* cannot fork: nothing to report against the plugin */
+    if (pid == 0)
+        _exit(what(path, cfg));
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int child_major2(const char *path, const config_arg *cfg)
+{
+    (void)cfg;
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib)
+        return 1;
+    void *sym = dlsym(lib, "km_plugin_init");
+    if (!sym)
+        return 2;
+    const km_plugin *(*init)(const km_host *);
+    memcpy(&init, &sym, sizeof init);
+    /* a major-2 host: same first three fields, the rest unknown to a 1.x plugin */
+    struct { km_host h; uint8_t more[64]; } future;
+    memset(&future, 0xA7, sizeof future);
+    future.h.struct_size = sizeof future;
+    future.h.abi_major = KM_ABI_VERSION_MAJOR + 1;
+    future.h.abi_minor = 0;
+    future.h.log = major2_log;
+    const km_plugin *p = init(&future.h);
+    if (major2_host_called)
+        return 3;
+    if (p && p->abi_major != KM_ABI_VERSION_MAJOR)
+        return 4;
+    return 0;
+}
+
+static int child_cycles(const char *path, const config_arg *cfg)
+{
+    for (int i = 0; i < LOAD_CYCLES; i++) {
+        void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        if (!lib)
+            return 1;
+        void *sym = dlsym(lib, "km_plugin_init");
+        if (!sym)
+            return 2;
+        const km_plugin *(*init)(const km_host *);
+        memcpy(&init, &sym, sizeof init);
+        const km_plugin *p = init(&host);
+        if (!p)
+            return 5;
+        if (cfg && cfg->json) {
+            const km_factory *f = NULL;
+            for (size_t j = 0; j < p->factory_count && !f; j++)
+                if (p->factories[j] && factory && strcmp(p->factories[j]->manager_name, factory->manager_name) == 0)
+                    f = p->factories[j];
+            if (f) {
+                km_manager *m = NULL;
+                char *error = NULL;
+                int32_t status = do_create(f, 1, cfg->json, cfg->len, &m, &error);
+                if (error)
+                    (p->free)(error);
+                if (status != KM_OK || !m)
+                    return 6;
+                f->ops->destroy(m);
+            }
+        }
+        dlclose(lib);
+    }
+    return 0;
+}
+
+static void report_child(const char *name, int rc)
+{
+    if (rc == 0)
+        report_pass(name);
+    else if (rc < 0)
+        report_fail(name, "the plugin crashed the process");
+    else
+        report_fail(name, "%s", rc < (int)(sizeof child_reasons / sizeof *child_reasons) ? child_reasons[rc]
+                                                                                    : "unexpected exit");
 }
 
 /* ------------------------------------------------------------------ */
@@ -887,13 +1272,14 @@ int main(int argc, char **argv)
     }
 
     /* dlopen searches the library path for bare names: make them relative. */
+    host.log_level = verbose ? KM_LOG_DEBUG : KM_LOG_INFO;
     char *path = malloc(strlen(plugin_path) + 3);
     if (!path)
         return 3;
     sprintf(path, "%s%s", strchr(plugin_path, '/') ? "" : "./", plugin_path);
     void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    free(path);
     if (!lib) {
+        free(path);
         report_fail("load", "%s", dlerror());
         return finish();
     }
@@ -914,17 +1300,35 @@ int main(int argc, char **argv)
         return finish();
     }
     report_pass("init");
-    if (check_descriptor() < 0)
+    if (check_descriptor() < 0) {
+        free(path);
         return finish();
+    }
+    report_child("abi.host_major_2", in_child(child_major2, path, NULL));
 
+    /* {"a": followed by [[[... for 1 MB: a JSON object nested far too deep */
+    char *nested = malloc(NESTED_CONFIG_BYTES);
+    if (nested) {
+        memset(nested, '[', NESTED_CONFIG_BYTES);
+        memcpy(nested, "{\"a\":", 5);
+    }
     for (size_t i = 0; i < plugin->factory_count; i++) {
         const km_factory *f = plugin->factories[i];
         if (!f || !f->create || !f->ops || !f->ops->destroy || !valid_name(f->manager_name))
             continue;
-        check_create_rejects(f, "invalid_json", "{not json", 9);
-        check_create_rejects(f, "json_array", "[]", 2);
-        check_create_rejects(f, "empty", "", 0);
+        check_create_rejects(f, "invalid_json", "{not json", 9, -1);
+        check_create_rejects(f, "json_array", "[]", 2, -1);
+        check_create_rejects(f, "empty", "", 0, -1);
+        static const char non_utf8[] = "{\"default_key_id\": \"k\xff\xfe\xc0\x80\"}";
+        static const char non_utf8_name[] = "{\"k\xff\xfe\xc0\x80\": 1}"; /* echoed by "unknown field" errors */
+        check_create_rejects(f, "non_utf8", non_utf8, sizeof non_utf8 - 1, KM_ERR_INVALID_ARGUMENT);
+        check_create_rejects(f, "non_utf8_name", non_utf8_name, sizeof non_utf8_name - 1, KM_ERR_INVALID_ARGUMENT);
+        if (nested) {
+            check_create_rejects(f, "nested_array", nested + 5, NESTED_CONFIG_BYTES - 5, KM_ERR_INVALID_ARGUMENT);
+            check_create_rejects(f, "nested_object", nested, NESTED_CONFIG_BYTES, KM_ERR_INVALID_ARGUMENT);
+        }
     }
+    free(nested);
 
     for (size_t i = 0; i < plugin->factory_count && !factory; i++) {
         const km_factory *f = plugin->factories[i];
@@ -932,21 +1336,27 @@ int main(int argc, char **argv)
             factory = f;
     }
     if (!factory) {
+        free(path);
         report_fail("manager", "the plugin has no manager named \"%s\"", manager_name);
         return finish();
     }
     if (!config_path) {
+        report_child("load_unload_cycles", in_child(child_cycles, path, NULL));
+        free(path);
         report_skip("create", "no config given; manager checks not run");
         return finish();
     }
     config_arg cfg = {0};
     why w = {{0}};
     if (read_config(config_path, (char **)&cfg.json, &cfg.len, &w) < 0) {
+        free(path);
         report_fail("config", "%s", w.text);
         return finish();
     }
+    report_child("load_unload_cycles", in_child(child_cycles, path, &cfg));
+    free(path);
     char *create_error = NULL;
-    int32_t status = factory->create(cfg.json, cfg.len, &mgr, &create_error);
+    int32_t status = do_create(factory, 1, cfg.json, cfg.len, &mgr, &create_error);
     if (status != KM_OK || !mgr) {
         report_fail("create", "%s returned %s: %s", factory->manager_name, status_name(status),
                     create_error ? create_error : "(no message)");
@@ -1016,6 +1426,16 @@ int main(int argc, char **argv)
     if (can_roundtrip) {
         static const int wrap = 0;
         run_check("unknown_key.wrap", check_unknown_key, (void *)&wrap, iterations);
+    }
+
+    if (have_unwrap && (can_roundtrip || pubkey_is_rsa)) {
+        run_check("ctx.smaller", check_ctx_smaller, &cfg, 1);
+        run_check("ctx.larger", check_ctx_larger, NULL, 1);
+        run_check("wipe", check_wipe, NULL, 1);
+        if (can_roundtrip || ((caps & KM_CAP_PUBLIC_KEY) && ops->get_public_key))
+            run_check("concurrent_managers", check_concurrent_managers, &cfg, 1);
+    } else {
+        report_skip("ctx", "no data path to exercise");
     }
 
     if (!(caps & KM_CAP_THREAD_SAFE))

@@ -189,11 +189,11 @@ def test_correct_toy_plugin_passes(toy):
 
 BROKEN = {
     "BROKEN_INIT_NULL": ["FAIL init: km_plugin_init returned NULL"],
-    "BROKEN_ABI_MAJOR": ["FAIL descriptor.abi_version: plugin ABI 2.0, this runner speaks 1.0"],
+    "BROKEN_ABI_MAJOR": ["FAIL descriptor.abi_version: plugin ABI 2.1, this runner speaks 1.1"],
     "BROKEN_CAPS": ["FAIL factory[toy]: KM_CAP_WRAP set but ops->wrap is NULL"],
     "BROKEN_DUP_NAMES": ['FAIL factory[toy]: manager name "toy" is registered twice'],
-    "BROKEN_CREATE": ["FAIL create.invalid_json[toy]: returned KM_OK", "FAIL create.json_array[toy]",
-                      "FAIL create.empty[toy]"],
+    "BROKEN_CREATE": ["FAIL create.invalid_json[toy]: create returned KM_OK", "FAIL create.json_array[toy]",
+                      "FAIL create.empty[toy]", "FAIL create.non_utf8[toy]", "FAIL create.nested_object[toy]"],
     "BROKEN_TAMPER": ["FAIL tamper.middle: unwrap of a tampered ciphertext returned KM_OK",
                       "FAIL tamper.last"],
     "BROKEN_STATUS": ["FAIL unknown_key.wrap", "FAIL unknown_key.unwrap",
@@ -203,6 +203,12 @@ BROKEN = {
                          "want KM_ERR_NOT_FOUND (no such key)\n"],
     "BROKEN_OK_NULL": ["FAIL roundtrip.1", "returned KM_OK with a NULL output"],
     "BROKEN_ROUNDTRIP": ["FAIL roundtrip.4096: unwrap returned 4095 bytes that differ from the 4096 wrapped"],
+    # ABI 1.1 rules
+    "BROKEN_NO_WIPE": ["FAIL wipe: 32 of 32 output bytes were still set when the plugin's free released them"],
+    "BROKEN_ECHO_CONFIG": ["FAIL create.non_utf8_name[toy]: create: error message is not valid UTF-8"],
+    "BROKEN_OUT_ON_ERROR": ["FAIL status_codes: ", "wrap returned KM_ERR_NOT_FOUND with a non-NULL output"],
+    "BROKEN_CTX_READ": ["FAIL ctx.smaller: the plugin crashed reading past the context's struct_size"],
+    "BROKEN_MAJOR2_LOG": ["FAIL abi.host_major_2: called the log callback of a host whose ABI major differs"],
 }
 
 

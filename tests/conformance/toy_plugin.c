@@ -5,7 +5,8 @@
  * byte change, so tamper checks behave as with a real AEAD.
  *
  * Manager "toy"; key ids "" (the default) and "toy". Config: any JSON object
- * text, i.e. it must start with '{' and end with '}'.
+ * text, i.e. it must start with '{' and end with '}', be ASCII and nest at
+ * most 64 brackets deep.
  *
  * Compile with one -D to break it on purpose:
  *   BROKEN_INIT_NULL   km_plugin_init returns NULL
@@ -20,8 +21,16 @@
  *   BROKEN_ROUNDTRIP   unwrap returns one byte too few for inputs > 1000 bytes
  *   BROKEN_LEAK        unwrap leaks 24 bytes per call
  *   BROKEN_OOB         unwrap reads one byte past the input (for ASan)
+ *   BROKEN_NO_WIPE     free releases outputs without clearing them
+ *   BROKEN_ECHO_CONFIG create errors quote the config's raw bytes
+ *   BROKEN_OUT_ON_ERROR  unknown key ids fail with *out set
+ *   BROKEN_CTX_READ    reads ctx->request_id whatever ctx->struct_size says
+ *   BROKEN_MAJOR2_LOG  logs through a host of another ABI major
  */
+#define _DEFAULT_SOURCE /* explicit_bzero */
+#include <malloc.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +68,7 @@ static int32_t unknown_key(const char *key_id, char **error)
 {
     if (strcmp(key_id, "") == 0 || strcmp(key_id, "toy") == 0)
         return KM_OK;
+
 #if defined(BROKEN_STATUS)
     return fail(error, 42, "no such key");
 #elif defined(BROKEN_NOT_FOUND)
@@ -74,6 +84,12 @@ __attribute__((unused)) static int32_t toy_wrap(km_manager *m, const km_call_ctx
     (void)m;
     (void)ctx;
     int32_t s = unknown_key(key_id, error);
+#ifdef BROKEN_OUT_ON_ERROR
+    if (s != KM_OK) {
+        *out = malloc(1);
+        *out_len = 1;
+    }
+#endif
     if (s != KM_OK)
         return s;
 #ifdef BROKEN_OK_NULL
@@ -99,7 +115,12 @@ static int32_t toy_unwrap(km_manager *m, const km_call_ctx *ctx, const char *key
                           size_t n, uint8_t **out, size_t *out_len, char **error)
 {
     (void)m;
+#ifdef BROKEN_CTX_READ
+    const char *volatile rid = ctx->request_id; /* past struct_size when the host's ctx is smaller */
+    (void)rid;
+#else
     (void)ctx;
+#endif
     int32_t s = unknown_key(key_id, error);
     if (s != KM_OK)
         return s;
@@ -141,6 +162,22 @@ static int32_t toy_create(const char *cfg, size_t len, km_manager **out, char **
 #ifndef BROKEN_CREATE
     if (len < 2 || cfg[0] != '{' || cfg[len - 1] != '}')
         return fail(error, KM_ERR_INVALID_ARGUMENT, "toy config must be a JSON object");
+    int depth = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)cfg[i];
+        if (c >= 0x80) {
+#ifdef BROKEN_ECHO_CONFIG
+            char msg[64];
+            snprintf(msg, sizeof msg, "toy config: bad byte in \"%.20s\"", cfg);
+            return fail(error, KM_ERR_INVALID_ARGUMENT, msg);
+#else
+            return fail(error, KM_ERR_INVALID_ARGUMENT, "toy config must be ASCII JSON");
+#endif
+        }
+        depth += (c == '{' || c == '[') - (c == '}' || c == ']');
+        if (depth > 64)
+            return fail(error, KM_ERR_INVALID_ARGUMENT, "toy config is nested too deeply");
+    }
 #else
     (void)cfg;
     (void)len;
@@ -157,6 +194,10 @@ static void toy_destroy(km_manager *m)
 
 static void toy_free(void *p)
 {
+#ifndef BROKEN_NO_WIPE
+    if (p)
+        explicit_bzero(p, malloc_usable_size(p)); /* outputs may be key material; memset could be elided */
+#endif
     free(p);
 }
 
@@ -201,7 +242,12 @@ __attribute__((unused)) static const km_plugin toy_plugin = {
 
 __attribute__((visibility("default"))) const km_plugin *km_plugin_init(const km_host *host)
 {
+#ifdef BROKEN_MAJOR2_LOG
+    if (host && host->log)
+        (host->log)(host->log_ctx, KM_LOG_INFO, NULL, "toy loaded");
+#else
     (void)host;
+#endif
 #ifdef BROKEN_INIT_NULL
     return NULL;
 #else

@@ -8,6 +8,8 @@
  *   -DBROKEN_PEM          get_public_key returns an unparseable PEM
  *   -DBROKEN_OAEP_SHA256  unwrap uses OAEP with SHA-256 instead of SHA-1
  */
+#define _DEFAULT_SOURCE /* explicit_bzero */
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,6 +106,15 @@ static int32_t rsa_create(const char *cfg, size_t len, km_manager **out, char **
 {
     if (len < 2 || cfg[0] != '{' || cfg[len - 1] != '}')
         return fail(error, KM_ERR_INVALID_ARGUMENT, "toy-rsa config must be a JSON object");
+    int depth = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)cfg[i];
+        if (c >= 0x80)
+            return fail(error, KM_ERR_INVALID_ARGUMENT, "toy-rsa config must be ASCII JSON");
+        depth += (c == '{' || c == '[') - (c == '}' || c == ']');
+        if (depth > 64)
+            return fail(error, KM_ERR_INVALID_ARGUMENT, "toy-rsa config is nested too deeply");
+    }
     km_manager *m = calloc(1, sizeof *m);
     BIO *bio = BIO_new(BIO_s_mem());
     char *data = NULL;
@@ -126,6 +137,8 @@ static int32_t rsa_create(const char *cfg, size_t len, km_manager **out, char **
 
 static void rsa_free(void *p)
 {
+    if (p)
+        explicit_bzero(p, malloc_usable_size(p)); /* outputs may be DEKs */
     free(p);
 }
 
