@@ -73,7 +73,7 @@ class PlatformApp:
             body, content_type = metrics.render()
             return await _send(send, 200, content_type, body)
         if path == kas_rewrap.wellknown.PATH:
-            return await kas_rewrap.well_known(send, method)
+            return await kas_rewrap.well_known(send, method, self.platform)
         if path == "/kas/v2/kas_public_key":
             return await self._legacy_public_key(scope, send, method)
         if self.connect.handles(path):

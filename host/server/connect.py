@@ -384,6 +384,8 @@ def _violation_text(v) -> str:
     proto = v.proto
     path = _field_path(proto.field)
     text = proto.message or proto.rule_id or "invalid value"
+    if proto.rule_id and proto.message:  # as OpenTDF's messages read: "... [string.uuid]"
+        text = f"{text} [{proto.rule_id}]"
     return f"{path}: {text}" if path else text
 
 

@@ -13,6 +13,7 @@ import json
 
 from anyio import CapacityLimiter, to_thread
 
+from host.errors import PlatformError
 from host.kas import wellknown
 from host.kas.rewrap import STATUS_PERMIT, Caller, Rewrapper
 from host.server.connect import Call, procedures_for
@@ -100,12 +101,21 @@ def procedures(platform, kas_ref: str | None = None, handler: RewrapHandler | No
     return procedures_for(SERVICE, {"Rewrap": h.rewrap}, role="client", message_module=kas_pb2)
 
 
-async def well_known(send, method: str) -> None:
-    """The public discovery document (GET only)."""
+async def well_known(send, method: str, platform=None) -> None:
+    """The public discovery document (GET only), with the KAS's base key as OpenTDF publishes it."""
     if method not in ("GET", "HEAD"):
         status, doc, extra = 405, {"code": "unimplemented", "message": "use GET"}, [(b"allow", b"GET")]
     else:
         status, doc, extra = 200, wellknown.configuration(), []
+        if platform is not None:
+            from host.server.kasregistry import well_known_base_key
+
+            try:
+                base_key = await to_thread.run_sync(well_known_base_key, platform)
+            except PlatformError:
+                base_key = None  # no base key set (or the database is down): the document without it
+            if base_key:
+                doc["configuration"]["base_key"] = base_key
     body = json.dumps(doc, separators=(",", ":")).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
