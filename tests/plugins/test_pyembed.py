@@ -361,3 +361,20 @@ def test_plain_c_host_honours_km_pyembed_path(c_host, echo_so, tmp_path):
     proc = _run_c_host(c_host, echo_so, "{}", 1, 1, KM_PYEMBED_PATH=str(tmp_path))
     assert proc.stdout.strip() == f"create {KM_INTERNAL} internal error in echo-test manager (create); see the host log"
     assert "ValueError at echo_manager.py:3 in __init__" in proc.stderr
+
+
+def test_status_codes_match_the_header(monkeypatch):
+    # km_pyembed runs inside plugins without the host package, so it carries its own copy of the
+    # KM_* numbers; the header (read by host.abi) is the truth they must equal.
+    import importlib
+    import sys
+
+    from host.abi import _consts
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "plugins" / "_pyembed"))
+    pyerrors = importlib.import_module("km_pyembed.errors")
+    assert pyerrors.__file__.startswith(str(Path(__file__).resolve().parents[2])) and "km_pyembed" in sys.modules
+
+    names = [n for n in dir(pyerrors) if n == "KM_OK" or n.startswith("KM_ERR_")]
+    assert len(names) == 10
+    for name in names:
+        assert getattr(pyerrors, name) == getattr(_consts, name), name
