@@ -306,3 +306,50 @@ def test_readyz_follows_the_sqlite_file(tmp_path):
         assert s.proc.poll() is None
     finally:
         s.stop()
+
+
+def test_the_reported_slowloris_leaves_local_rewraps_and_probes_answering(tmp_path):
+    """The shape reported: one client without credentials holding ~1,200 connections with
+    unfinished headers, against the default limits; local-key Rewraps and probes keep answering."""
+    from tests.server.test_black_hole_kms import p99
+    from tests.tdf.conftest import encrypt_tdf, sdk_for, start_kas_platform
+    from tests.tdf.test_bad_input import REWRAP, manifest_of, only_result, request_body, rsa_key, srt
+
+    kp = start_kas_platform(tmp_path)
+    try:
+        kp.activate("rsa:2048", "local", key_id="r1")
+        sdk = sdk_for(kp)
+        tdf = encrypt_tdf(sdk, b"payload")
+        sdk.close()
+        client_key = rsa_key()
+        rewrap = {"signedRequestToken": srt(request_body(manifest_of(tdf), client_key), client_key)}
+        port = int(kp.url.rsplit(":", 1)[1])
+
+        def timed(http: httpx.Client, n: int) -> list[float]:
+            out = []
+            for i in range(n):
+                t = time.monotonic()
+                r = http.post(f"{kp.url}{REWRAP}", json=rewrap, headers=kp.server.client())
+                assert r.status_code == 200 and only_result(r)["status"] == "permit", r.text
+                if i % 10 == 0:
+                    assert httpx.get(f"{kp.url}/readyz", timeout=10).status_code == 200  # a new connection
+                out.append(time.monotonic() - t)
+            return out
+
+        with httpx.Client(timeout=30) as http:
+            quiet = timed(http, 100)
+            held = []
+            try:
+                for _ in range(1200):
+                    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+                    c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                    held.append(c)
+                flooded = timed(http, 100)
+            finally:
+                for c in held:
+                    c.close()
+        print(f"\nslowloris (1,200 half-open connections): local-key Rewrap p99 {p99(quiet) * 1000:.1f} ms quiet, "
+              f"{p99(flooded) * 1000:.1f} ms during the flood (100 Rewraps and 10 readyz each, all answered)")
+        assert kp.server.proc.poll() is None
+    finally:
+        kp.stop()
