@@ -212,6 +212,9 @@ def test_outputs_are_wiped_before_the_plugin_frees_them(build):
     assert lib.test_nonzero_at_free() == 0
     assert m.wrap("k", secret, CallContext.with_timeout(30)) == secret
     assert lib.test_nonzero_at_free() == 0
+    with pytest.raises(errors.Unavailable, match="failed after writing an output"):
+        m.wrap("out-on-error", secret)  # a failing call that set *out: wiped and freed all the same
+    assert lib.test_nonzero_at_free() == 0
 
 
 def test_abi_1_1_rules_on_the_host_side(build):
