@@ -165,9 +165,31 @@ def test_config_that_is_not_a_json_object_is_refused(make, raw):
         make(raw)
 
 
-def test_without_a_secret_default_credential_is_used(make):
+def test_seed_config_without_a_secret_is_accepted(make):
     config = {k: v for k, v in SEED_CONFIG.items() if k != "client_secret"}
     make(config)  # DefaultAzureCredential; nothing contacted until a call
+
+
+@emulator_only
+def test_without_a_secret_default_credential_is_used(azure, make, monkeypatch):
+    """No client_secret: DefaultAzureCredential's chain logs in, here as the environment's service principal.
+
+    The environment names a client of its own that may read and wrap but not unwrap: the vault sees
+    that identity, so this manager's wrap works and its unwrap is refused (the config's client may unwrap).
+    """
+    name, _ = azure.new_key()
+    wrapped = make(azure.config(name)).wrap("", b"x", ctx())
+    env_client, env_secret = azure.emulator.add_client(permissions={"get", "wrapKey"})
+    for var, value in {"AZURE_TENANT_ID": azure.tenant_id, "AZURE_CLIENT_ID": env_client,
+                       "AZURE_CLIENT_SECRET": env_secret,
+                       "AZURE_AUTHORITY_HOST": azure.emulator.authority_host}.items():
+        monkeypatch.setenv(var, value)  # EnvironmentCredential, the chain's first link, reads these
+    tokens_before = len(azure.emulator.issued_tokens())
+    manager = make(azure.config(name, client_id=None, client_secret=None))
+    manager.wrap("", b"allowed", ctx())
+    assert len(azure.emulator.issued_tokens()) > tokens_before  # logged in at the emulator's token endpoint
+    with pytest.raises(errors.PermissionDenied, match="unwrapKey"):
+        manager.unwrap("", wrapped, ctx())
 
 
 # ---- provider mode: wrap/unwrap ----------------------------------------------------
