@@ -7,11 +7,13 @@ Other plugin tests may append their fixtures below the marked section.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -173,6 +175,34 @@ class MotoServer:
                             aws_access_key_id=credentials.get("access_key_id", self.access_key_id),
                             aws_secret_access_key=credentials.get("secret_access_key", self.secret_access_key))
 
+    @contextlib.contextmanager
+    def recording(self):
+        """moto's request recorder (/moto-api/recorder/*): yields a list that, on exit, holds the
+        (KMS operation, KeyId) of every request the server received inside the block."""
+        def post(action: str) -> bytes:
+            req = urllib.request.Request(f"{self.url}/moto-api/recorder/{action}", method="POST", data=b"")
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.read()
+
+        seen: list[tuple[str, str | None]] = []
+        post("reset-recording")
+        post("start-recording")
+        try:
+            yield seen
+        finally:
+            post("stop-recording")
+            with urllib.request.urlopen(f"{self.url}/moto-api/recorder/download-recording", timeout=10) as resp:
+                lines = resp.read().decode().splitlines()
+            for line in lines:
+                entry = json.loads(line)
+                target = {k.lower(): v for k, v in entry["headers"].items()}.get("x-amz-target", "")
+                body = entry.get("body") or ""
+                if entry.get("body_encoded"):
+                    import base64
+                    body = base64.b64decode(body).decode("utf-8", "replace")
+                key_id = json.loads(body).get("KeyId") if body.startswith("{") else None
+                seen.append((target.rpartition(".")[2], key_id))
+
     def set_auth(self, initial_no_auth_count: float) -> None:
         """moto's /moto-api/reset-auth: authenticate every request after N more (inf = never)."""
         # text/plain: with a form content type Flask would swallow the body
@@ -189,6 +219,8 @@ def _start_moto() -> MotoServer:
         pytest.skip("moto_server not installed (moto[server])")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    # the recorder's log (see MotoServer.recording) goes to a temp dir, not moto's cwd
+    env["MOTO_RECORDER_FILEPATH"] = os.path.join(tempfile.mkdtemp(prefix="moto-recording-"), "requests.jsonl")
     proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from host import errors
+from host.abi import STATUS_ERRORS
 from host.loader import load_plugin
 from host.managers.base import CallContext
 
@@ -227,15 +228,21 @@ def test_public_key_of_a_symmetric_key_is_invalid_argument(manager):
 def test_probe_of_an_rsa_default_key_fetches_the_public_key(plugin, moto_server, rsa_key):
     mgr = plugin.create(json.dumps(seed_config(moto_server, rsa_key)).encode())
     try:
-        mgr.probe()
+        with moto_server.recording() as requests:
+            mgr.probe()
     finally:
         mgr.close()
+    # what KMS was asked (moto's recorder): the key's spec, then its public key; no encrypt round trip
+    assert requests == [("DescribeKey", rsa_key), ("GetPublicKey", rsa_key)]
 
 
 def _stubbed(aws_kms_class, key_id: str, key_spec: str):
     mgr = aws_kms_class({"region": "us-east-1", "access_key_id": ACCESS_KEY_ID,
                          "secret_access_key": SECRET_KEY, "kms_key_id": key_id})
-    client, _ = mgr._client(None)  # the client calls without a deadline use
+    # Private seam, on purpose: moto's server cannot decrypt with RSA keys nor return these KMS error
+    # codes, so botocore's Stubber must sit on the very client the manager calls through; the manager
+    # offers no public way to hand it one. _client(None) is the client used by calls without a deadline.
+    client, _ = mgr._client(None)
     stubber = Stubber(client)
     stubber.add_response("describe_key", {"KeyMetadata": {
         "KeyId": key_id, "Arn": key_id, "KeySpec": key_spec, "KeyState": "Enabled",
@@ -291,9 +298,7 @@ def test_kms_error_codes_map_to_statuses(aws_kms_class, code, http, expected):
         with pytest.raises(kerr.ManagerError) as excinfo:
             mgr.unwrap("", b"x" * 256, None)
     status, message = status_of(excinfo.value)
-    host_status = {errors.CryptoError: 8, errors.Unavailable: 4, errors.PermissionDenied: 3,
-                   errors.InvalidArgument: 1, errors.NotFound: 2, errors.Internal: 7}[expected]
-    assert status == host_status
+    assert STATUS_ERRORS[status] is expected  # the KM_ERR_* code as keymanager.h defines it, seen by the host
     assert code in message or expected is errors.NotFound
     assert SECRET_KEY not in message  # AWS's message text is never passed on
     mgr.close()
