@@ -15,13 +15,18 @@ from pathlib import Path
 
 import pytest
 
+from host.abi import ffi
+
 REPO = Path(__file__).resolve().parents[2]
 TEST_PLUGIN_DIR = REPO / "build" / "test-plugins"
 ECHO_DIR = REPO / "tests" / "plugins" / "echo_plugin"
 SECRET = "pyembed-secret-5d0c9e1b7a"
 
-KM_OK, KM_INVALID, KM_NOT_FOUND, KM_DENIED, KM_UNAVAILABLE = 0, 1, 2, 3, 4
-KM_DEADLINE, KM_UNIMPLEMENTED, KM_INTERNAL, KM_CRYPTO = 5, 6, 7, 8
+H = ffi.dlopen(None)  # keymanager.h's #define constants, through host.abi's declarations of the header
+KM_OK, KM_INVALID, KM_NOT_FOUND, KM_DENIED, KM_UNAVAILABLE = (
+    H.KM_OK, H.KM_ERR_INVALID_ARGUMENT, H.KM_ERR_NOT_FOUND, H.KM_ERR_PERMISSION_DENIED, H.KM_ERR_UNAVAILABLE)
+KM_DEADLINE, KM_UNIMPLEMENTED, KM_INTERNAL, KM_CRYPTO = (
+    H.KM_ERR_DEADLINE_EXCEEDED, H.KM_ERR_UNIMPLEMENTED, H.KM_ERR_INTERNAL, H.KM_ERR_CRYPTO)
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +115,10 @@ def test_descriptor_comes_from_the_declaration(load_raw, echo_so, serial_so):
     assert ffi.string(echo.desc.plugin_version) == b"0.0.1"
     assert (echo.desc.abi_major, echo.desc.abi_minor) == (1, 1)
     assert ffi.string(echo.factory.manager_name) == b"echo-test"
-    assert echo.factory.capabilities == 1 | 2 | 4 | 8 | 16
+    assert echo.factory.capabilities == (H.KM_CAP_THREAD_SAFE | H.KM_CAP_WRAP | H.KM_CAP_UNWRAP
+                                         | H.KM_CAP_PUBLIC_KEY | H.KM_CAP_PROBE)
     serial = load_raw(serial_so)
-    assert serial.factory.capabilities == 2 | 4  # not thread-safe, wrap+unwrap only
+    assert serial.factory.capabilities == H.KM_CAP_WRAP | H.KM_CAP_UNWRAP  # not thread-safe
     assert serial.factory.ops.get_public_key == ffi.NULL and serial.factory.ops.probe == ffi.NULL
 
 
