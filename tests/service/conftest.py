@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -41,12 +42,23 @@ def root_key_hex(monkeypatch) -> str:
     return value
 
 
-def make_platform(db: str, plugins=(), **service_options) -> Platform:
-    p = Platform(Settings(db_url=db, plugin_paths=tuple(str(x) for x in plugins)))
-    if service_options:
+class _PlatformWithServiceOptions(Platform):
+    """A Platform whose key service is built with the given KeyService options (cache sizes, TTLs)."""
+
+    def __init__(self, settings: Settings, service_options: dict):
+        super().__init__(settings)
+        self.service_options = service_options
+
+    @functools.cached_property
+    def keys(self):
         from host.service import KeyService
-        p.__dict__["keys"] = KeyService(p.store, p.registry, root_key=p.root_key, **service_options)
-    return p
+
+        return KeyService(self.store, self.registry, root_key=self.root_key, **self.service_options)
+
+
+def make_platform(db: str, plugins=(), **service_options) -> Platform:
+    settings = Settings(db_url=db, plugin_paths=tuple(str(x) for x in plugins))
+    return _PlatformWithServiceOptions(settings, service_options) if service_options else Platform(settings)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 
 import pytest
 
@@ -221,19 +222,36 @@ def test_config_change_builds_a_new_manager(platform, file_kek_config_id):
         platform.keys.unwrap("c", wrapped)
 
 
-def test_provider_private_keys_cached_with_ttl(platform, file_kek_config_id):
-    key = platform.keys.create_key(None, "ttl", "rsa:2048", "provider", provider_config_id=file_kek_config_id)
-    for _ in range(5):
+def test_provider_private_keys_cached_with_ttl(sqlite_db_url, root_key_hex, file_kek_plugin):
+    from tests.service.conftest import file_kek_config, make_platform
+
+    ttl = 1.0  # short, so that the test can let it run out
+    platform = make_platform(sqlite_db_url, [file_kek_plugin], private_key_ttl=ttl)
+
+    def unwrap_calls() -> int:
+        calls = {(c["manager"], c["op"]): c["count"] for c in platform.keys.stats()["manager_calls"]}
+        return calls[("file-kek", "unwrap")]
+
+    try:
+        platform.store.kas.create("https://kas.example.com", "kas1")
+        pc = platform.store.providers.create("fk", "file-kek", json.dumps(file_kek_config("a"))).id
+        key = platform.keys.create_key(None, "ttl", "rsa:2048", "provider", provider_config_id=pc)
         round_trip(platform, key)
-    stats = platform.keys.stats()
-    calls = {(c["manager"], c["op"]): c["count"] for c in stats["manager_calls"]}
-    assert calls[("file-kek", "unwrap")] == 1
-    assert stats["private_key_cache"]["hits"] == 4
-    # expire it: the manager is asked again
-    platform.keys.unwrap_path.private_keys.clear()
-    round_trip(platform, key)
-    calls = {(c["manager"], c["op"]): c["count"] for c in platform.keys.stats()["manager_calls"]}
-    assert calls[("file-kek", "unwrap")] == 2
+        expired_after = time.monotonic() + ttl  # the private key was cached before this instant
+        for _ in range(4):
+            round_trip(platform, key)
+        stats = platform.keys.stats()
+        assert unwrap_calls() == 1 and stats["private_key_cache"]["hits"] == 4
+        assert stats["private_key_cache"]["ttl_seconds"] == ttl
+        # let the TTL run out (bounded: one computed wait), then the manager is asked again, once
+        while (left := expired_after - time.monotonic()) > 0:
+            time.sleep(left)
+        round_trip(platform, key)
+        assert unwrap_calls() == 2
+        round_trip(platform, key)
+        assert unwrap_calls() == 2  # and the fresh copy is cached again
+    finally:
+        platform.close()
 
 
 def test_deadline_reaches_the_plugin(platform, file_kek_config_id):
