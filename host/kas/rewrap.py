@@ -60,6 +60,7 @@ log = logging.getLogger("platform.kas")
 MAX_POLICIES = 64
 MAX_KAOS = 256
 MAX_WRAPPED_KEY_BYTES = 1024
+MAX_KIDLESS_KEYS = 8   # keys tried for an object without kid: each try is one private-key operation
 LEGACY_NANO_KID = "e1"
 STATUS_PERMIT, STATUS_FAIL = "permit", "fail"
 REQUIRE_SIGNED_ENV = "PLATFORM_KAS_REQUIRE_SIGNED_REQUESTS"
@@ -265,21 +266,52 @@ class Rewrapper:
             if not isinstance(ephemeral, str) or not ephemeral.strip():
                 raise errors.InvalidArgument("an ec-wrapped key access object needs ephemeralPublicKey (PEM)")
         kid = kao.get("kid")
-        key = keys.get(kid) if keys and isinstance(kid, str) else None
-        if key is None:
-            key = self._key(kid, ephemeral_hint=ephemeral)
-        if crypto.is_ec(key.algorithm) != (kind == "ec-wrapped"):
-            raise errors.InvalidArgument(f"key {key.key_id!r} is {key.algorithm}: key access object type {kind} "
-                                         "does not fit it")
-        try:
-            dek = self.keys.unwrap_path.unwrap_with(key, wrapped, ephemeral, ctx)
-        except errors.CryptoError:
-            raise errors.PermissionDenied(f"the wrapped key does not unwrap with key {key.key_id!r} "
-                                          "(wrapped to another key or KAS, or altered)") from None
+        if kid is None or kid == "":
+            dek = self._kidless_dek(wrapped, ephemeral, ctx)
+        else:
+            key = keys.get(kid) if keys and isinstance(kid, str) else None
+            if key is None:
+                key = self._key(kid)
+            if crypto.is_ec(key.algorithm) != (kind == "ec-wrapped"):
+                raise errors.InvalidArgument(f"key {key.key_id!r} is {key.algorithm}: key access object type "
+                                             f"{kind} does not fit it")
+            try:
+                dek = self.keys.unwrap_path.unwrap_with(key, wrapped, ephemeral, ctx)
+            except errors.CryptoError:
+                raise errors.PermissionDenied(f"the wrapped key does not unwrap with key {key.key_id!r} "
+                                              "(wrapped to another key or KAS, or altered)") from None
         expected = hmac.digest(dek, policy_body.encode("utf-8"), "sha256")  # OpenSSL one-shot
         if not hmac.compare_digest(expected, binding):
             raise errors.PermissionDenied("policy binding mismatch: the policy or the key access object was altered")
         return dek
+
+    def _kidless_dek(self, wrapped: bytes, ephemeral, ctx) -> bytes:
+        """A standard TDF object naming no key (OpenTDF's legacy lookup): this KAS's keys of the
+        algorithm the object implies (RSA by the wrapped key's length, EC by the ephemeral key's
+        curve), the active key first, then rotated and legacy keys newest first, at most
+        MAX_KIDLESS_KEYS; the first that unwraps wins. A wrong key fails cleanly (RSA-OAEP
+        padding, AES-GCM tag) and the policy binding is still checked with the DEK found."""
+        algorithm = _ec_algorithm(ephemeral) if ephemeral else _rsa_algorithm(wrapped)
+        active = None
+        try:
+            active = self.keys.lifecycle.public_key(kas=self.kas_id(), algorithm=algorithm)  # cached
+            return self.keys.unwrap_path.unwrap_with(active, wrapped, ephemeral, ctx)
+        except (errors.CryptoError, errors.NotFound, errors.FailedPrecondition):
+            pass  # not wrapped to the active key (or none is active): try the others
+        older, _ = self.keys.lifecycle.list(kas=self.kas_id(), limit=MAX_KIDLESS_KEYS, algorithm=algorithm)
+        tried = 0 if active is None else 1
+        for key in older:
+            if tried >= MAX_KIDLESS_KEYS:
+                break
+            if (active is not None and key.id == active.id) or key.mode == "public_key":
+                continue
+            tried += 1
+            try:
+                return self.keys.unwrap_path.unwrap_with(key, wrapped, ephemeral, ctx)
+            except errors.CryptoError:
+                continue
+        raise errors.PermissionDenied(f"the wrapped key names no kid and unwraps with none of this KAS's {tried} "
+                                      f"most recent {algorithm} keys (wrapped to another KAS, or altered)")
 
     # ---- NanoTDF ----------------------------------------------------------------
     def _nano_dek(self, kao: dict, ctx, caller: Caller, policy_id: str, custom: bool) -> bytes:
@@ -314,7 +346,7 @@ class Rewrapper:
             self._kas_id = self.keys.lifecycle.kas(self.kas_ref).id
         return self._kas_id
 
-    def _key(self, kid, *, algorithm: str | None = None, ephemeral_hint=None, nano: bool = False):
+    def _key(self, kid, *, algorithm: str | None = None, nano: bool = False):
         if kid is not None and (not isinstance(kid, str) or len(kid) > 256):
             raise errors.InvalidArgument("kid must be a string of at most 256 characters")
         if nano and kid == LEGACY_NANO_KID:  # otdf-python's placeholder: the current key of the curve
@@ -327,8 +359,6 @@ class Rewrapper:
                 return self.keys.unwrap_path.key(kid, self.kas_id())
             except errors.NotFound:
                 raise errors.NotFound(f"this KAS has no key {kid!r}") from None
-        if algorithm is None:  # a standard TDF without kid: the active key of the wrap's kind
-            algorithm = _ec_algorithm(ephemeral_hint) if ephemeral_hint else "rsa:2048"
         return self.keys.lifecycle.public_key(kas=self.kas_id(), algorithm=algorithm)
 
 
@@ -421,6 +451,14 @@ def _ec_algorithm(pem) -> str:
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise errors.InvalidArgument("ephemeralPublicKey must be an EC public key")
     return f"ec:{key.curve.name}"
+
+
+def _rsa_algorithm(wrapped: bytes) -> str:
+    """An RSA-OAEP ciphertext is as long as the modulus."""
+    algorithm = f"rsa:{len(wrapped) * 8}"
+    if algorithm not in crypto.RSA_BITS:
+        raise errors.InvalidArgument(f"wrappedKey of {len(wrapped)} bytes fits no RSA key size of this KAS")
+    return algorithm
 
 
 def _failed(kao_id: str, e: errors.PlatformError, ctx=None) -> KaoResult:

@@ -2,11 +2,15 @@
 
     POST /policy.keymanagement.KeyManagementService/*       admin
     POST /policy.kasregistry.KeyAccessServerRegistryService/* admin (subset)
-    POST|GET /kas.AccessService/PublicKey                   client
+    POST|GET /kas.AccessService/PublicKey, LegacyPublicKey  public (PLATFORM_KAS_PUBLIC_KEY_REQUIRES_AUTH: client)
     POST /kas.AccessService/Rewrap                          client (host.kas)
+    GET  /kas/kas_public_key  /kas/v2/kas_public_key        the same, as OpenTDF's REST routes (host.server.rest)
+    POST /kas/v2/rewrap
     GET  /.well-known/opentdf-configuration                 no credentials (discovery)
-    GET  /kas/v2/kas_public_key?algorithm=&kid=&fmt=&v=     client
     GET  /healthz  /readyz  /metrics                        no credentials
+
+Every request writes one access line: RPCs and REST routes in ConnectApp.serve,
+everything else (ops endpoints, discovery, unknown paths) in `_plain`.
 
 One app per process: each worker process builds its own Platform (plugins,
 registry, database pool) in `app_from_env`, from the settings the `platform
@@ -18,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import urllib.parse
 
 import anyio
 from anyio import CapacityLimiter, to_thread
@@ -26,8 +29,8 @@ from anyio import CapacityLimiter, to_thread
 from host import metrics
 from host.app import Platform, Settings
 from host.errors import FailedPrecondition, InvalidArgument, PlatformError
-from host.server import auth, kas, kas_rewrap, kasregistry, keymanagement, logs, rsgi
-from host.server.connect import DEFAULT_MAX_BODY_BYTES, ConnectApp, RpcError, _as_rpc_error, _headers
+from host.server import auth, kas, kas_rewrap, kasregistry, keymanagement, logs, rest, rsgi
+from host.server.connect import DEFAULT_MAX_BODY_BYTES, ConnectApp, _clip
 from host.server.limits import ServerLimits
 from host.server.protos import kas_pb2  # noqa: F401  (the shim must load before handlers)
 
@@ -35,6 +38,8 @@ SETTINGS_ENV = "PLATFORM_SERVE_SETTINGS"
 READY_CACHE_S = 1.0         # /readyz checks the database at most this often
 READY_CHECK_TIMEOUT_S = 2.0
 MAX_BODY_ENV = "PLATFORM_MAX_BODY_BYTES"
+# HTTP status -> the Connect code the access line reports for the plain routes
+_STATUS_CODES = {200: "ok", 404: "not_found", 405: "unimplemented", 503: "unavailable", 500: "internal"}
 
 
 class PlatformApp:
@@ -49,6 +54,7 @@ class PlatformApp:
                       + kas.procedures(platform, self.kas)
                       + kas_rewrap.procedures(platform, self.kas.kas_ref, threads=self.limits.rewrap_threads))
         self.connect = ConnectApp(procedures, self.authorize, max_body_bytes, self.limits)
+        self.rest = rest.routes(self.connect)
         self.started = False
         self._ready_cache: tuple[float, str] | None = None   # (valid until, database check result)
         self._health_limiter: CapacityLimiter | None = None
@@ -64,21 +70,39 @@ class PlatformApp:
             return await self._lifespan(receive, send)
         if scope["type"] != "http":
             return
-        path, method = scope["path"], scope["method"]
-        if path == "/healthz":
-            return await _json(send, 200, {"status": "ok"})
-        if path == "/readyz":
-            return await self._readyz(send)
-        if path == "/metrics":
-            body, content_type = metrics.render()
-            return await _send(send, 200, content_type, body)
-        if path == kas_rewrap.wellknown.PATH:
-            return await kas_rewrap.well_known(send, method, self.platform)
-        if path == "/kas/v2/kas_public_key":
-            return await self._legacy_public_key(scope, send, method)
-        if self.connect.handles(path):
+        path = scope["path"]
+        if self.connect.handles(path) and path != kas_rewrap.wellknown.PATH:  # it looks like a procedure
             return await self.connect(scope, receive, send)
-        return await _json(send, 404, {"code": "not_found", "message": "not found"})
+        route = self.rest.get(path)
+        if route is not None:
+            return await self.connect.serve(scope, receive, send, *route)
+        return await self._plain(scope, send, path, scope["method"])
+
+    async def _plain(self, scope, send, path: str, method: str) -> None:
+        """Ops endpoints, discovery and unknown paths, each with its access line."""
+        started = time.perf_counter()
+        status = 0
+
+        async def sent(event) -> None:
+            nonlocal status
+            if event["type"] == "http.response.start":
+                status = event["status"]
+            await send(event)
+
+        if path == "/healthz":
+            await _json(sent, 200, {"status": "ok"})
+        elif path == "/readyz":
+            await self._readyz(sent)
+        elif path == "/metrics":
+            body, content_type = metrics.render()
+            await _send(sent, 200, content_type, body)
+        elif path == kas_rewrap.wellknown.PATH:
+            await kas_rewrap.well_known(sent, method, self.platform)
+        else:
+            await _json(sent, 404, {"code": "not_found", "message": "not found"})
+        logs.access(request_id=logs.new_request_id(), method=method, path=_clip(path),
+                    code=_STATUS_CODES.get(status, str(status)), seconds=time.perf_counter() - started,
+                    identity=None)
 
     # granian's RSGI interface (`platform serve` on granian): the same app behind a thin adapter.
     def __rsgi_init__(self, loop) -> None:
@@ -150,26 +174,6 @@ class PlatformApp:
             return e.message
         except Exception as e:  # the driver's own error text may name hosts: report only its type
             return f"unreachable ({type(e).__name__})"
-
-    async def _legacy_public_key(self, scope, send, method: str) -> None:
-        started = time.perf_counter()
-        request_id = logs.new_request_id()
-        code = "ok"
-        try:
-            if method != "GET":
-                raise RpcError("unimplemented", "use GET", http_status=405, headers=[(b"allow", b"GET")])
-            await self.authorize(_headers(scope), auth.CLIENT)
-            q = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            arg = lambda name: q.get(name, [""])[0]  # noqa: E731
-            resp = await self.kas.lookup(arg("algorithm"), arg("fmt"), arg("v"), kid=arg("kid") or None)
-            from google.protobuf import json_format
-
-            await _json(send, 200, json_format.MessageToDict(resp), request_id)
-        except Exception as exc:
-            err = _as_rpc_error(exc, request_id, "/kas/v2/kas_public_key")
-            code = err.code
-            await _json(send, err.http_status, {"code": err.code, "message": err.message}, request_id)
-        metrics.observe_rpc("/kas/v2/kas_public_key", code, time.perf_counter() - started)
 
 
 async def _send(send, status: int, content_type: str, body: bytes, request_id: str | None = None) -> None:

@@ -79,6 +79,8 @@ class Call:
     # The call's one log line: a handler may name it (e.g. "rewrap") and add outcome fields.
     log_event: str = "rpc"
     log_fields: dict | None = None
+    # request parameters outside the message (GET /kas/v2/kas_public_key's `kid`), set by a binding
+    params: dict[str, str] | None = None
 
     def context(self) -> CallContext:
         """The CallContext passed down to the key service and plugins: the RPC's deadline less
@@ -152,29 +154,42 @@ class ConnectApp:
         return path.count("/") == 2 and "." in path.split("/")[1]
 
     async def __call__(self, scope, receive, send) -> None:
+        await self.serve(scope, receive, send, self.routes.get(scope["path"]), CONNECT)
+
+    async def serve(self, scope, receive, send, proc: Procedure | None, binding: "Binding") -> None:
+        """One call of `proc` carried by `binding` (Connect here; OpenTDF's REST routes in
+        host.server.rest): the same method check, auth, deadline, body limits, validation,
+        handler, metrics and access line whichever way the request came."""
         started = time.perf_counter()
         headers = _headers(scope)
         request_id = headers.get("x-request-id", "")
         if not _REQUEST_ID_RE.match(request_id):
             request_id = logs.new_request_id()
         path = scope["path"]
-        proc = self.routes.get(path)
         label = path if proc else "unknown"
         call = Call(procedure=path, request_id=request_id, headers=headers)
-        codec = "json"
+        state = None
         body = None
         try:
             if proc is None:
                 raise RpcError("unimplemented", f"unknown procedure {_clip(path)}", http_status=404)
-            body, codec = await self._read_request(proc, scope, receive, headers, call)
-            message = self._decode(proc, body, codec)
+            method = scope.get("method", "")
+            allowed = binding.methods(proc)
+            if method not in allowed:
+                raise RpcError("unimplemented", f"HTTP method {method} not allowed; use {', '.join(allowed)}",
+                               http_status=405, headers=[(b"allow", ", ".join(allowed).encode())])
+            call.identity = await self.authorize(headers, proc.role)
+            binding.check_headers(headers)
+            call.deadline = time.monotonic() + self.limits.deadline_seconds(_timeout_ms(headers.get("connect-timeout-ms")))
+            body, state = await binding.read(self, scope, receive, headers)
+            message = binding.decode(proc, body, state, call)
             if proc.input not in self._rule_free:
                 self._validate(message)
             response = await self._invoke(proc, message, call)
-            payload = _encode(response, codec)
-            await _send(send, 200, [(b"content-type", f"application/{codec}".encode())], payload, request_id)
+            content_type, payload = binding.encode(response, state)
+            await _send(send, 200, [(b"content-type", content_type)], payload, request_id)
             code = "ok"
-        except Exception as exc:  # every failure becomes one Connect error
+        except Exception as exc:  # every failure becomes one error answer
             err = _as_rpc_error(exc, request_id, path)
             extra = err.headers
             if body is None and _has_body(headers):
@@ -182,7 +197,7 @@ class ConnectApp:
                 # connection cannot carry another request; tell the client rather than let it reuse it
                 extra = [*extra, (b"connection", b"close")]
             await _send(send, err.http_status, [(b"content-type", b"application/json"), *extra],
-                        json.dumps({"code": err.code, "message": err.message}).encode(), request_id)
+                        binding.error_body(err), request_id)
             code = err.code
         elapsed = time.perf_counter() - started
         metrics.observe_rpc(label, code, elapsed)
@@ -190,23 +205,9 @@ class ConnectApp:
                     seconds=elapsed, identity=getattr(call.identity, "subject", None),
                     event=call.log_event, fields=call.log_fields)
 
-    async def _read_request(self, proc: Procedure, scope, receive, headers: dict[str, str], call: Call):
-        method = scope.get("method", "")
-        allowed = "GET, POST" if proc.side_effect_free else "POST"
-        if method not in allowed.split(", "):
-            raise RpcError("unimplemented", f"HTTP method {method} not allowed; use {allowed}",
-                           http_status=405, headers=[(b"allow", allowed.encode())])
-        call.identity = await self.authorize(headers, proc.role)
-
-        version = headers.get("connect-protocol-version")
-        if version is not None and version != "1":
-            raise InvalidArgument(f"connect-protocol-version must be 1, got {_clip(version)!r}")
-        call.deadline = time.monotonic() + self.limits.deadline_seconds(_timeout_ms(headers.get("connect-timeout-ms")))
-
-        if method == "GET":
-            return self._read_get(scope)
-
-        codec = _codec_for(headers.get("content-type", ""))
+    async def read_body(self, headers: dict[str, str], receive) -> bytes:
+        """The request body within the body limit (Content-Length, then counted, then after gzip)
+        and the body timeout."""
         encoding = headers.get("content-encoding", "identity").strip().lower() or "identity"
         if encoding not in ("identity", "gzip"):
             raise RpcError("unimplemented", f"unsupported content-encoding {_clip(encoding)!r}; supported: gzip, identity")
@@ -224,7 +225,7 @@ class ConnectApp:
                            http_status=408) from None
         if encoding == "gzip" and body:
             body = _gunzip(body, self.max_body_bytes)
-        return body, codec
+        return body
 
     def _read_get(self, scope):
         query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
@@ -291,6 +292,61 @@ class ConnectApp:
                 return await proc.handler(message, call)
         except TimeoutError:
             raise DeadlineExceeded("deadline exceeded") from None
+
+
+class Binding:
+    """How one HTTP surface carries procedures: what ConnectApp.serve asks of it."""
+
+    def methods(self, proc: Procedure) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def check_headers(self, headers: dict[str, str]) -> None:
+        """Checks on headers before the deadline is set and the body read."""
+
+    async def read(self, app: ConnectApp, scope, receive, headers: dict[str, str]) -> tuple[bytes, Any]:
+        """(request bytes, state for decode/encode)."""
+        raise NotImplementedError
+
+    def decode(self, proc: Procedure, body: bytes, state, call: Call) -> Message:
+        raise NotImplementedError
+
+    def encode(self, response: Message, state) -> tuple[bytes, bytes]:
+        """(content type, payload)."""
+        raise NotImplementedError
+
+    def error_body(self, err: RpcError) -> bytes:
+        raise NotImplementedError
+
+
+class ConnectBinding(Binding):
+    """The Connect protocol, unary: POST with a JSON or protobuf body, GET for side-effect-free methods."""
+
+    def methods(self, proc: Procedure) -> tuple[str, ...]:
+        return ("GET", "POST") if proc.side_effect_free else ("POST",)
+
+    def check_headers(self, headers: dict[str, str]) -> None:
+        version = headers.get("connect-protocol-version")
+        if version is not None and version != "1":
+            raise InvalidArgument(f"connect-protocol-version must be 1, got {_clip(version)!r}")
+
+    async def read(self, app: ConnectApp, scope, receive, headers: dict[str, str]) -> tuple[bytes, str]:
+        if scope.get("method") == "GET":
+            return app._read_get(scope)
+        codec = _codec_for(headers.get("content-type", ""))
+        return await app.read_body(headers, receive), codec
+
+    def decode(self, proc: Procedure, body: bytes, codec: str, call: Call) -> Message:
+        return ConnectApp._decode(proc, body, codec)
+
+    def encode(self, response: Message, codec: str) -> tuple[bytes, bytes]:
+        return _CONTENT_TYPES[codec], _encode(response, codec)
+
+    def error_body(self, err: RpcError) -> bytes:
+        return json.dumps({"code": err.code, "message": err.message}).encode()
+
+
+CONNECT = ConnectBinding()
+_CONTENT_TYPES = {c: f"application/{c}".encode() for c in _CODECS}
 
 
 def _codec_for(content_type: str) -> str:
@@ -446,5 +502,5 @@ def _clip(text: str, n: int = 120) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
-__all__ = ["ConnectApp", "Procedure", "Call", "RpcError", "procedures_for", "HTTP_STATUS",
+__all__ = ["ConnectApp", "Binding", "CONNECT", "Procedure", "Call", "RpcError", "procedures_for", "HTTP_STATUS",
            "DEFAULT_MAX_BODY_BYTES", "Unauthenticated", "Unimplemented"]

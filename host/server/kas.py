@@ -1,12 +1,17 @@
-"""kas.AccessService/PublicKey and the legacy GET /kas/v2/kas_public_key.
+"""kas.AccessService/PublicKey and LegacyPublicKey (also GET /kas/v2/kas_public_key and
+GET /kas/kas_public_key, host.server.rest).
 
-Both are public by default, as in OpenTDF; PLATFORM_KAS_PUBLIC_KEY_REQUIRES_AUTH=true
+Public by default, as in OpenTDF; PLATFORM_KAS_PUBLIC_KEY_REQUIRES_AUTH=true
 makes them require a client token (host.server.auth.public_key_role).
 
     algorithm  "rsa:2048" (default), "rsa:4096", "ec:secp256r1", ...; "rsa" and "ec" as shorthands
     fmt        "" or "pkcs8" -> PEM; "jwk" -> a JWK (JSON text)
     v          "1" -> legacy answer without kid
-    kid        (GET only) a specific key instead of the active key of the algorithm
+    kid        (GET /kas/v2/kas_public_key only) a specific key instead of the active key of the algorithm
+
+LegacyPublicKey answers the PEM alone (a google.protobuf.StringValue). For EC,
+OpenTDF answers a certificate there; this KAS holds no certificates and answers
+the public key, which OpenTDF's clients accept in its place.
 
 Which KAS this server answers for: PLATFORM_KAS (id, uri or name), else the
 only registered one.
@@ -18,6 +23,7 @@ import json
 import os
 
 from anyio import to_thread
+from google.protobuf import wrappers_pb2
 
 from host.errors import InvalidArgument
 from host.server import auth
@@ -35,7 +41,11 @@ class KasHandlers:
         self.kas_ref = kas_ref if kas_ref is not None else (os.environ.get("PLATFORM_KAS") or None)
 
     async def public_key(self, req: kas_pb2.PublicKeyRequest, call: Call):
-        return await self.lookup(req.algorithm, req.fmt, req.v, kid=None)
+        return await self.lookup(req.algorithm, req.fmt, req.v, kid=(call.params or {}).get("kid") or None)
+
+    async def legacy_public_key(self, req: kas_pb2.LegacyPublicKeyRequest, call: Call):
+        resp = await self.lookup(req.algorithm, "", "1", kid=None)
+        return wrappers_pb2.StringValue(value=resp.public_key)
 
     async def lookup(self, algorithm: str, fmt: str, v: str, kid: str | None) -> kas_pb2.PublicKeyResponse:
         algorithm = _SHORTHANDS.get(algorithm.strip().lower(), algorithm.strip().lower())
@@ -67,5 +77,6 @@ def _jwk(pem: str, kid: str) -> str:
 
 def procedures(platform, handlers: KasHandlers | None = None):
     h = handlers or KasHandlers(platform)
-    return procedures_for(SERVICE, {"PublicKey": h.public_key}, role=auth.public_key_role(),
-                          message_module=kas_pb2, side_effect_free=("PublicKey",))
+    return procedures_for(SERVICE, {"PublicKey": h.public_key, "LegacyPublicKey": h.legacy_public_key},
+                          role=auth.public_key_role(), message_module=kas_pb2,
+                          side_effect_free=("PublicKey", "LegacyPublicKey"))

@@ -50,7 +50,8 @@ class RewrapHandler:
         identity = call.identity
         caller = Caller(subject=getattr(identity, "subject", ""), roles=frozenset(getattr(identity, "roles", ())),
                         access_token=_bearer(call.headers.get("authorization")),
-                        dpop_proof=call.headers.get("dpop") or None, host=call.headers.get("host"), path=PATH)
+                        dpop_proof=call.headers.get("dpop") or None, host=call.headers.get("host"),
+                        path=call.procedure)  # the path called (Connect or REST): the DPoP proof's htu
         ctx = call.context()
         rewrapper = self.rewrapper
         # Token, DPoP and body checks are CPU only: here. The key work runs here too when it
