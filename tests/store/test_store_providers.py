@@ -65,6 +65,9 @@ def test_duplicate_name_manager_already_exists(store):
 def test_unique_constraint_race_branch_maps_to_already_exists(store, monkeypatch):
     """The IntegrityError path (a concurrent insert won) -> AlreadyExists, nothing written."""
     store.providers.create("p", "m", b"{}")
+    # Private seam, on purpose: the branch runs only when another writer inserts the same (name, manager)
+    # between create's look-up and its INSERT, a window no public call can hold open; hiding the
+    # look-up (_find) makes this process the loser of that race, deterministically.
     monkeypatch.setattr(providers_module.ProviderRepository, "_find", staticmethod(lambda s, n, m: None))
     with pytest.raises(AlreadyExists):
         store.providers.create("p", "m", b'{"x": 1}')
@@ -291,6 +294,9 @@ def test_ciphertext_bound_to_config_id(sealed_store):
 
 
 def test_plaintext_without_root_key_warns_once(store, caplog, monkeypatch):
+    # Private seam, on purpose: the warning is once per process by design, and an earlier test in
+    # this process may have had it; resetting the flag (restored after) shows the first one here
+    # without paying for a fresh interpreter.
     monkeypatch.setattr(providers_module, "_plaintext_warned", False)
     with caplog.at_level(logging.WARNING, logger="host.store"):
         cfg = store.providers.create("p", "m", b'{"token": "TOPSECRET"}')
