@@ -66,7 +66,7 @@ class KeyService:
     # hot path
     def unwrap(self, kid: str, wrapped: bytes, ephemeral_public_key=None, kas=None,
                ctx: CallContext | None = None) -> bytes:
-        kas_id = self.store.kas.get(kas).id if kas else None
+        kas_id = self.unwrap_path.kas_id(kas) if kas else None
         return self.unwrap_path.unwrap(kid, wrapped, ephemeral_public_key, kas_id, ctx)
 
     def rewrap(self, kid: str, wrapped: bytes, client_public_key_pem, ephemeral_public_key=None, kas=None,
@@ -78,7 +78,7 @@ class KeyService:
         return {**self.unwrap_path.stats(), "live_managers": self.registry.live_count()}
 
     def close(self) -> None:
-        pass
+        self.unwrap_path.close()
 
 
 def _all_keys(store):

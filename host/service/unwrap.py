@@ -1,9 +1,10 @@
 """The hot path: a wrapped DEK -> its KAS key -> the key's manager -> the DEK.
 
     unwrap(kid, wrapped, ephemeral)
-      key lookup (cached; provider-config revision re-checked at most every
-                  `revision_check_seconds`, so edits made by other processes
-                  sharing the database are picked up)
+      key lookup (cached; a background watch asks the store once per
+                  `revision_check_seconds` which provider configs changed, and
+                  drops the lookups and private keys cached under an old revision,
+                  so edits made by other processes take effect within that period)
       local      : basic manager (root key) unwraps the private key  [cached]
       provider   : manager.unwrap(ctx key_id, wrapped private key)   [cached, TTL]
       remote     : manager.unwrap(ctx key_id, wrapped DEK) -> DEK    [never cached]
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import threading
 import time
 
@@ -26,54 +28,93 @@ from host.service.bulkhead import DEFAULT_LIMIT as DEFAULT_MANAGER_CALLS
 from host.service.bulkhead import Bulkhead
 from host.service.cache import BoundedCache
 from host.service.health import ManagerHealth
+from host.service.revisions import RevisionWatch
 
 DEFAULT_PRIVATE_KEY_TTL = 30.0
-DEFAULT_MAX_PRIVATE_KEYS = 1024
-DEFAULT_MAX_KEYS = 4096
 DEFAULT_REVISION_CHECK_SECONDS = 2.0
+# The key caches hold every key in use up to a memory budget, so a working set of many keys is not
+# a cliff. ~8 KiB per key for the lookup record and the parsed private key together (RSA-4096 and
+# its wrapped PEM the largest; measured by bench/scale.py): the default holds 131,072 keys.
+CACHE_BUDGET_ENV = "PLATFORM_KEY_CACHE_MB"
+DEFAULT_CACHE_BUDGET_MB = 1024
+BYTES_PER_CACHED_KEY = 8 * 1024
+KAS_REF_TTL = 30.0
+
+
+def cache_capacity(budget_mb: float | None = None) -> int:
+    """How many keys the lookup and private-key caches each hold for a budget (MiB; None: from
+    PLATFORM_KEY_CACHE_MB, else the default)."""
+    if budget_mb is None:
+        raw = os.environ.get(CACHE_BUDGET_ENV, "").strip()
+        try:
+            budget_mb = float(raw) if raw else DEFAULT_CACHE_BUDGET_MB
+        except ValueError:
+            raise errors.InvalidArgument(f"{CACHE_BUDGET_ENV} must be a number of MiB, got {raw!r}") from None
+        if budget_mb <= 0:
+            raise errors.InvalidArgument(f"{CACHE_BUDGET_ENV} must be positive, got {raw!r}")
+    return max(1, int(budget_mb * 2**20) // BYTES_PER_CACHED_KEY)
 
 
 class UnwrapPath:
     def __init__(self, store, registry, *, private_key_ttl: float = DEFAULT_PRIVATE_KEY_TTL,
-                 max_private_keys: int = DEFAULT_MAX_PRIVATE_KEYS, max_keys: int = DEFAULT_MAX_KEYS,
+                 max_private_keys: int | None = None, max_keys: int | None = None,
+                 cache_budget_mb: float | None = None,
                  revision_check_seconds: float = DEFAULT_REVISION_CHECK_SECONDS,
                  max_calls_per_manager: int = DEFAULT_MANAGER_CALLS):
         self._store = store
         self._registry = registry
-        self.revision_check_seconds = revision_check_seconds
-        # (kas_id or None, kid) -> (KasKey, next revision check time)
-        self.keys = BoundedCache("keys", max_keys)
-        # KasKey.id -> private key object; local keys without TTL, provider keys with one
-        self.private_keys = BoundedCache("private_keys", max_private_keys, ttl=None)
+        capacity = cache_capacity(cache_budget_mb)
+        # Random eviction past the budget: traffic cycling over more keys degrades gradually.
+        # (kas_id or None, kid) -> KasKey
+        self.keys = BoundedCache("keys", max_keys or capacity, evict="random")
+        # KasKey.id -> ((config id, revision) or None, private key object); local keys without
+        # TTL, provider keys with one; the tag makes a key cached under an old revision a miss
+        self.private_keys = BoundedCache("private_keys", max_private_keys or capacity, ttl=None, evict="random")
         self.private_key_ttl = private_key_ttl
+        self._kas_ids = BoundedCache("kas_refs", 1024, ttl=KAS_REF_TTL)  # KAS id, uri or name -> id
+        self.revisions = RevisionWatch(store.providers, revision_check_seconds, self._drop_changed)
         self.manager_calls: dict[tuple[str, str, str], list] = {}
         self.bulkhead = Bulkhead(max_calls_per_manager)  # per provider config: one slow KMS stalls only its keys
         self.health = ManagerHealth()                    # per provider config: what its calls say (/readyz)
         self._calls_lock = threading.Lock()
 
+    @property
+    def revision_check_seconds(self) -> float:
+        """How often the store is asked which provider configs changed (0: on every lookup)."""
+        return self.revisions.period
+
+    @revision_check_seconds.setter
+    def revision_check_seconds(self, seconds: float) -> None:
+        self.revisions.period = seconds
+
     # ---- lookup --------------------------------------------------------------
     def key(self, kid: str, kas_id: str | None = None):
+        if self.revisions.period <= 0:
+            self.revisions.check()
         cache_key = (kas_id, kid)
-        entry = self.keys.get(cache_key)
-        now = time.monotonic()
-        if entry is not None:
-            key, check_at = entry
-            if now < check_at or not self._config_changed(key):
-                if now >= check_at:
-                    self.keys.put(cache_key, (key, now + self.revision_check_seconds))
-                return key
-        key = self._store.keys.get_by_kid(kid, kas_id)
-        self.keys.put(cache_key, (key, now + self.revision_check_seconds))
+        key = self.keys.get(cache_key)
+        if key is None:
+            self.revisions.start()  # first miss of this process: the watch runs from now on
+            key = self._store.keys.get_by_kid(kid, kas_id)
+            self.keys.put(cache_key, key)
         return key
 
-    def _config_changed(self, key) -> bool:
-        pc = key.provider_config
-        if pc is None:
-            return False
-        try:
-            return self._store.providers.revision(pc.id) != pc.revision
-        except errors.NotFound:
-            return True
+    def kas_id(self, ref: str) -> str:
+        """The id of the KAS named by id, uri or name (cached: asked on every facade unwrap)."""
+        kas_id = self._kas_ids.get(ref)
+        if kas_id is None:
+            kas_id = self._store.kas.get(ref).id
+            self._kas_ids.put(ref, kas_id)
+        return kas_id
+
+    def _drop_changed(self, revisions: dict[str, int]) -> None:
+        """Called by the watch: forget lookups and private keys cached under another revision."""
+        def stale(tag) -> bool:
+            return tag is not None and revisions.get(tag[0], tag[1]) != tag[1]
+
+        self.keys.pop_where(lambda _k, key: key.provider_config is not None and stale(
+            (key.provider_config.id, key.provider_config.revision)))
+        self.private_keys.pop_where(lambda _k, entry: stale(entry[0]))
 
     def ready(self, kid: str, kas_id: str | None = None, margin: float = 0.05):
         """The key for `kid` when unwrapping with it needs no I/O now and for `margin` more seconds
@@ -84,15 +125,14 @@ class UnwrapPath:
         time until the caller's unwrap (well under a millisecond); it is also the share of a
         revision-check period (2 s) during which such callers fall back to their thread.
         """
-        entry = self.keys.peek((kas_id, kid))
-        if entry is None:
+        key = self.keys.peek((kas_id, kid))
+        if key is None or key.mode not in ("local", "provider"):
             return None
-        key, check_at = entry
-        if key.mode not in ("local", "provider"):
-            return None
-        if key.provider_config is not None and time.monotonic() + margin >= check_at:
-            return None  # a revision check (database query) is due
-        if self.private_keys.peek(key.id, margin) is None:
+        pc = key.provider_config
+        if pc is not None and (self.revisions.period <= 0 or time.monotonic() + margin >= self.revisions.next_check):
+            return None  # a revision check is due (inline mode: on this very lookup)
+        entry = self.private_keys.peek(key.id, margin)
+        if entry is None or entry[0] != (None if pc is None else (pc.id, pc.revision)):
             return None
         return key
 
@@ -144,9 +184,11 @@ class UnwrapPath:
             observe_manager_call(manager_name, op, status, elapsed)
 
     def private_key(self, key, ctx: CallContext | None = None):
+        pc = key.provider_config
+        tag = None if pc is None else (pc.id, pc.revision)
         cached = self.private_keys.get(key.id)
-        if cached is not None:
-            return cached
+        if cached is not None and cached[0] == tag:
+            return cached[1]
         ctx_json = key.private_key_ctx or {}
         wrapped_b64 = ctx_json.get("wrapped_key")
         if not wrapped_b64:
@@ -161,9 +203,9 @@ class UnwrapPath:
         private = crypto.load_private_pem(pem, key.algorithm, what=f"unwrapped private key of {key.key_id!r}",
                                           authenticated=True)
         if key.mode == "local":
-            self.private_keys.put(key.id, private)
+            self.private_keys.put(key.id, (tag, private))
         elif self.private_key_ttl > 0:  # provider mode: bounded exposure, re-asks the manager after the TTL
-            self.private_keys.put(key.id, private, ttl=self.private_key_ttl)
+            self.private_keys.put(key.id, (tag, private), ttl=self.private_key_ttl)
         return private
 
     # ---- the operation ------------------------------------------------------
@@ -201,8 +243,12 @@ class UnwrapPath:
                               remote_id, crypto.ephemeral_der(ephemeral_public_key), ctx)
         raise _public_key_only(key)
 
+    def close(self) -> None:
+        self.revisions.close()
+
     def stats(self) -> dict:
         return {
+            "revision_checks": self.revisions.stats(),
             "key_cache": self.keys.stats(),
             "private_key_cache": {**self.private_keys.stats(), "ttl_seconds": self.private_key_ttl},
             "manager_calls": [

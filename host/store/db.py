@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import (ArgumentError, DataError, DBAPIError, IntegrityError, InterfaceError, NoSuchModuleError,
-                            OperationalError, SQLAlchemyError)
+from sqlalchemy.exc import (ArgumentError, DataError, DBAPIError, DisconnectionError, IntegrityError, InterfaceError,
+                            NoSuchModuleError, OperationalError, SQLAlchemyError)
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
@@ -27,6 +28,7 @@ _BACKEND_NAMES = {"postgresql": "PostgreSQL"}
 SQLITE_HEADER = b"SQLite format 3\x00"
 SQLITE_BUSY_TIMEOUT_S = 30
 PG_CONNECT_TIMEOUT_S = 10
+PING_IDLE_SECONDS = 10.0
 
 
 def parse_url(url: str) -> URL:
@@ -83,7 +85,8 @@ def make_engine(url: URL) -> Engine:
                 engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
             _sqlite_pragmas(engine)
         elif backend == "postgresql":
-            engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
+            engine = create_engine(url, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
+            _ping_when_idle(engine)
         else:
             raise InvalidArgument(f"unsupported database {backend!r}: use sqlite:///PATH or postgresql+psycopg://...")
     except (NoSuchModuleError, ArgumentError, ImportError) as e:
@@ -114,6 +117,28 @@ def _sqlite_pragmas(engine: Engine) -> None:
     def _on_begin(conn):
         immediate = conn.get_execution_options().get("sqlite_immediate")
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection at checkout only when it sat idle longer than PING_IDLE_SECONDS.
+
+    pool_pre_ping pings on every checkout: a second round trip for every transaction. A busy
+    connection is known alive; one idle for a while may have been dropped by a server restart or
+    a firewall, and a failed ping discards it (the pool then opens a fresh one)."""
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn, record, _proxy):
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_IDLE_SECONDS:
+            return
+        try:
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SELECT 1")
+        except Exception:
+            raise DisconnectionError("pooled connection is gone") from None
 
 
 _PG_PREFIX = re.compile(r'^(connection failed: )?(connection to server at "[^"]*"( \([^)]*\))?, port \d+ failed: )?')

@@ -19,7 +19,7 @@ from host.store.models import (ALGORITHMS, MODES, STATUSES, BaseKeyRow, KasKeyRo
                                ProviderConfigRow)
 from host.store.providers import ProviderConfigCodec
 from host.store.records import KasKey
-from host.store.sessions import SessionSource, ordering, utcnow
+from host.store.sessions import SessionSource, ordering, page_rows, utcnow
 
 SORT_FIELDS = ("key_id", "created_at", "updated_at", "status")
 
@@ -125,9 +125,7 @@ class KeyRepository:
             conds.append(KasKeyRow.status == _choice("status", status, STATUSES))
         with self._sessions.session() as s:
             total = s.scalar(select(func.count()).select_from(KasKeyRow).where(*conds))
-            rows = s.scalars(select(KasKeyRow).where(*conds)
-                             .order_by(*ordering(KasKeyRow, field, direction))
-                             .limit(limit).offset(offset)).unique().all()
+            rows = page_rows(s, KasKeyRow, conds, ordering(KasKeyRow, field, direction), limit, offset)
             return [self._record(r) for r in rows], int(total)
 
     def active_for(self, kas_id: str, algorithm: str) -> KasKey | None:

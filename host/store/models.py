@@ -76,7 +76,9 @@ class Base(DeclarativeBase):
 
 class ProviderConfigRow(Base):
     __tablename__ = "provider_config"
-    __table_args__ = (UniqueConstraint("name", "manager", name="uq_provider_config_name_manager"),)
+    __table_args__ = (UniqueConstraint("name", "manager", name="uq_provider_config_name_manager"),
+                      Index("ix_provider_config_updated_at", "updated_at"),  # revision watcher
+                      Index("ix_provider_config_created_at_id", "created_at", "id"))  # List order
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(255))
@@ -92,6 +94,7 @@ class ProviderConfigRow(Base):
 
 class KeyAccessServerRow(Base):
     __tablename__ = "key_access_server"
+    __table_args__ = (Index("ix_key_access_server_created_at_id", "created_at", "id"),)  # List order
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     uri: Mapped[str] = mapped_column(String(2048), unique=True)
@@ -114,6 +117,11 @@ class KasKeyRow(Base):
         # at most one legacy key per KAS
         Index("uq_kas_key_legacy_per_kas", "kas_id", unique=True,
               sqlite_where=text("legacy"), postgresql_where=text("legacy")),
+        Index("ix_kas_key_key_id_id", "key_id", "id"),  # a key by kid with no KAS named
+        # List orders: the sort field, then id (host.store.sessions.ordering)
+        Index("ix_kas_key_created_at_id", "created_at", "id"),
+        Index("ix_kas_key_updated_at_id", "updated_at", "id"),
+        Index("ix_kas_key_status_id", "status", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

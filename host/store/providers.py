@@ -21,7 +21,7 @@ from host.errors import AlreadyExists, CryptoError, FailedPrecondition, InvalidA
 from host.store import validation as v
 from host.store.models import KasKeyRow, KeyAccessServerRow, ProviderConfigRow
 from host.store.records import ProviderConfig
-from host.store.sessions import SessionSource, ordering, utcnow
+from host.store.sessions import SessionSource, ordering, page_rows, utcnow
 
 log = logging.getLogger("host.store")
 _plaintext_warned = False
@@ -117,9 +117,7 @@ class ProviderRepository:
         limit, offset = v.page(limit, offset)
         with self._sessions.session() as s:
             total = s.scalar(select(func.count()).select_from(ProviderConfigRow))
-            rows = s.scalars(select(ProviderConfigRow)
-                             .order_by(*ordering(ProviderConfigRow, "created_at", "desc"))
-                             .limit(limit).offset(offset)).all()
+            rows = page_rows(s, ProviderConfigRow, (), ordering(ProviderConfigRow, "created_at", "desc"), limit, offset)
             return [self._codec.record(r) for r in rows], int(total)
 
     def update(self, id: str, name: str | None = None, manager: str | None = None,
@@ -190,6 +188,14 @@ class ProviderRepository:
             if rev is None:
                 raise NotFound(f"provider config {config_id} not found")
             return int(rev)
+
+    def changed_since(self, since) -> dict[str, int]:
+        """{config id: revision} of the configs updated at or after `since` (a UTC datetime): one
+        indexed query whatever the number of configs, for processes that cache what depends on them."""
+        with self._sessions.session() as s:
+            rows = s.execute(select(ProviderConfigRow.id, ProviderConfigRow.revision)
+                             .where(ProviderConfigRow.updated_at >= since)).all()
+            return {id: int(rev) for id, rev in rows}
 
     # -- helpers
 
