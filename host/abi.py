@@ -16,11 +16,17 @@ from host import errors
 _BEGIN, _END = "/* KM_ABI_BEGIN */", "/* KM_ABI_END */"
 
 
+# The header ships inside the package (in a checkout, host/include/keymanager.h is a
+# symlink to include/keymanager.h), so an installed host and plugin authors outside
+# the repository read the same file: `platform abi --include-dir`.
+INCLUDE_DIR = Path(__file__).resolve().parent / "include"
+
+
 def header_path() -> Path:
     override = os.environ.get("KM_HEADER")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[1] / "include" / "keymanager.h"
+    return INCLUDE_DIR / "keymanager.h"
 
 
 def _abi_declarations(text: str) -> str:

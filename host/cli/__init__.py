@@ -30,7 +30,19 @@ def _split_env_paths(value: str | None) -> list[str]:
     return paths
 
 
+def _print_version(ctx: click.Context, _param, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from host import __version__
+    from host.abi import ABI_MAJOR, ABI_MINOR
+
+    click.echo(f"platform {__version__} (key-manager ABI {ABI_MAJOR}.{ABI_MINOR})")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Print the platform's version and its plugin ABI version, then exit.")
 @click.option("--key-manager-plugin", "plugins", multiple=True, metavar="PATH",
               help="Load a key-manager plugin (.so). Repeatable. Also PLATFORM_KEY_MANAGER_PLUGINS (':'-separated). "
                    "isolated:PATH runs it in a supervised child process; PATH#sha256=HEX pins its digest.")
@@ -89,6 +101,7 @@ from host.cli import provider as _provider  # noqa: E402,F401
 from host.cli import kas_servers as _kas_servers  # noqa: E402,F401
 from host.cli import db as _db  # noqa: E402,F401
 from host.cli import serve as _serve  # noqa: E402,F401
+from host.cli import abi as _abi  # noqa: E402,F401
 
 
 def run() -> None:

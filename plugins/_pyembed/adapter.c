@@ -7,7 +7,8 @@
  *
  *   - the km_plugin descriptor, the one factory and its ops table;
  *   - starting Python when a plain C host loaded us (promoting libpython to
- *     RTLD_GLOBAL first, pointing Python at the venv), or sharing the
+ *     RTLD_GLOBAL first, pointing Python at the venv found relative to the
+ *     .so), or sharing the
  *     interpreter when the Python host loaded us;
  *   - buffers: inputs are handed to Python, which copies them; outputs and
  *     error strings are allocated here and released by km_pyembed_free,
@@ -18,10 +19,13 @@
  * callbacks declared below and maps exceptions to KM_* codes.
  */
 #include <dlfcn.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "keymanager.h"
 
@@ -124,13 +128,73 @@ static void km_pyembed_log(int32_t level, const char *request_id, const char *me
         (km_host_log)(km_host_log_ctx, level, request_id, message);
 }
 
+/* ---- Where this plugin is ---------------------------------------------------
+ * Everything the plugin needs is found relative to the .so itself, so a build
+ * tree or an install moved as a whole keeps working: the Python source dirs
+ * (build.py bakes them relative to the .so; runtime resolves them with
+ * km_pyembed_self_dir) and, for a plain C host, the interpreter below. */
+KM_EXPORT const km_plugin *km_plugin_init(const km_host *host);
+
+static char km_self_dir_buf[PATH_MAX];
+static pthread_once_t km_self_dir_once = PTHREAD_ONCE_INIT;
+
+static void km_find_self_dir(void)
+{
+    Dl_info info;
+    char resolved[PATH_MAX];
+    if (!dladdr((void *)&km_plugin_init, &info) || info.dli_fname == NULL
+        || realpath(info.dli_fname, resolved) == NULL)
+        return; /* "" -> relative dirs resolve against the working directory */
+    char *slash = strrchr(resolved, '/');
+    if (slash != NULL)
+        *slash = 0;
+    snprintf(km_self_dir_buf, sizeof km_self_dir_buf, "%s", resolved[0] ? resolved : "/");
+}
+
+static const char *km_pyembed_self_dir(void)
+{
+    pthread_once(&km_self_dir_once, km_find_self_dir);
+    return km_self_dir_buf;
+}
+
+/* The interpreter of the virtual environment the plugin is installed in: the
+ * nearest directory at or above the .so holding pyvenv.cfg, or a .venv/ that
+ * does (a checkout: build/plugins/ next to .venv/). Bounded by the path depth. */
+static int km_find_venv_python(char *python, size_t size)
+{
+    static const char *const layouts[] = {"", "/.venv"};
+    char dir[PATH_MAX], probe[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", km_pyembed_self_dir());
+    while (dir[0] == '/') {
+        for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
+            const char *base = strcmp(dir, "/") == 0 ? "" : dir;
+            if ((size_t)snprintf(probe, sizeof probe, "%s%s/pyvenv.cfg", base, layouts[i]) >= sizeof probe
+                || access(probe, R_OK) != 0)
+                continue;
+            if ((size_t)snprintf(python, size, "%s%s/bin/python3", base, layouts[i]) < size
+                && access(python, X_OK) == 0)
+                return 0;
+        }
+        char *slash = strrchr(dir, '/');
+        if (slash == dir) {
+            if (dir[1] == 0)
+                break;
+            dir[1] = 0; /* last round: "/" itself */
+        } else {
+            *slash = 0;
+        }
+    }
+    return -1;
+}
+
 /* ---- Starting Python ------------------------------------------------------
  * Loaded by the Python host, the interpreter is already running: share it.
  * Loaded by a plain C host with dlopen(RTLD_LOCAL), libpython came in as our
  * dependency in a local scope, where extension modules (e.g. _cffi_backend)
  * cannot resolve its symbols: re-open it RTLD_GLOBAL first. Then start
- * Python as the venv's interpreter so `site` adds the venv's site-packages,
- * and add the build-time site-packages explicitly in case the venv moved. */
+ * Python as a venv's interpreter, so `site` adds that venv's site-packages:
+ * KM_PYEMBED_PYTHON if set, else the venv the plugin is installed in, else
+ * the interpreter that built it (a plugin built outside any venv tree). */
 static pthread_mutex_t km_boot_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void km_boot_log(int32_t level, const char *message)
@@ -149,27 +213,16 @@ static void km_promote_libpython(void)
     }
 }
 
-static void km_add_site_dir(const char *dir)
+static int km_choose_python(char *python, size_t size)
 {
-    if (dir == NULL || dir[0] == 0)
-        return;
-    PyObject *path = PySys_GetObject("path"); /* borrowed */
-    PyObject *entry = PyUnicode_DecodeFSDefault(dir);
-    if (path == NULL || entry == NULL) {
-        Py_XDECREF(entry);
-        PyErr_Clear();
-        return;
-    }
-    int present = PySequence_Contains(path, entry);
-    if (present == 0) {
-        /* site.addsitedir also runs the .pth files (editable installs) */
-        PyObject *site = PyImport_ImportModule("site");
-        PyObject *r = site ? PyObject_CallMethod(site, "addsitedir", "O", entry) : NULL;
-        Py_XDECREF(r);
-        Py_XDECREF(site);
-    }
-    Py_DECREF(entry);
-    PyErr_Clear();
+    const char *env = getenv("KM_PYEMBED_PYTHON");
+    if (env != NULL && env[0] != 0)
+        return (size_t)snprintf(python, size, "%s", env) < size ? 0 : -1;
+    if (km_find_venv_python(python, size) == 0)
+        return 0;
+    if (access(KM_PYEMBED_BUILD_PYTHON, X_OK) == 0)
+        return (size_t)snprintf(python, size, "%s", KM_PYEMBED_BUILD_PYTHON) < size ? 0 : -1;
+    return -1;
 }
 
 static int km_start_python(void)
@@ -179,15 +232,19 @@ static int km_start_python(void)
         pthread_mutex_unlock(&km_boot_lock);
         return 0;
     }
+    char python[PATH_MAX];
+    if (km_choose_python(python, sizeof python) != 0) {
+        km_boot_log(KM_LOG_ERROR, "pyembed: no Python found: no pyvenv.cfg (or .venv/) at or above the plugin's "
+                                  "directory; set KM_PYEMBED_PYTHON to the interpreter of the venv with its packages");
+        pthread_mutex_unlock(&km_boot_lock);
+        return -1;
+    }
     km_promote_libpython();
 
     PyConfig config;
     PyConfig_InitPythonConfig(&config);
     config.install_signal_handlers = 0; /* the host owns the signals */
     config.parse_argv = 0;
-    const char *python = getenv("KM_PYEMBED_PYTHON");
-    if (python == NULL || python[0] == 0)
-        python = KM_PYEMBED_PYTHON;
     PyStatus status = PyConfig_SetBytesString(&config, &config.program_name, python);
     if (!PyStatus_Exception(status))
         status = Py_InitializeFromConfig(&config);
@@ -197,7 +254,6 @@ static int km_start_python(void)
         pthread_mutex_unlock(&km_boot_lock);
         return -1;
     }
-    km_add_site_dir(KM_PYEMBED_SITE_PACKAGES);
     PyEval_SaveThread(); /* release the GIL; calls take it with PyGILState */
     pthread_mutex_unlock(&km_boot_lock);
     return 0;

@@ -5,9 +5,10 @@
 
 PLUGIN.toml declares the plugin (see README.md). The result exports only
 km_plugin_init; its C side is adapter.c, its Python side km_pyembed.runtime
-bound to the declared manager class. The build bakes in this interpreter
-(the venv's python), its site-packages and the plugin's source dirs so that
-a plain C host can start Python without extra environment.
+bound to the declared manager class. The plugin's source dirs (and
+km_pyembed) are baked in relative to the output .so, and a plain C host's
+interpreter is the venv found at or above the .so (adapter.c), so a build
+tree or install moved as a whole keeps working without extra environment.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import argparse
 import os
 import re
 import shutil
-import site
 import sys
 import sysconfig
 import tomllib
@@ -44,18 +44,20 @@ extern "Python" void km_py_destroy(uint64_t handle);
 int km_pyembed_set_bytes(uint8_t **out, size_t *out_len, const char *data, size_t n);
 int km_pyembed_set_error(char **error, const char *message);
 int km_pyembed_has_log(void);
+const char *km_pyembed_self_dir(void);
 int32_t km_pyembed_log_level(void);
 void km_pyembed_log(int32_t level, const char *request_id, const char *message);
 """
 
 INIT_CODE = """
 import os, sys
-_baked = {paths!r}
+from {module} import ffi, lib
+_here = os.fsdecode(ffi.string(lib.km_pyembed_self_dir()))
+_baked = [os.path.normpath(os.path.join(_here, _p)) for _p in {paths!r}]
 _extra = [p for p in os.environ.get("KM_PYEMBED_PATH", "").split(os.pathsep) if p]
 for _p in reversed(_extra + _baked):
     if _p not in sys.path:
         sys.path.insert(0, _p)
-from {module} import ffi, lib
 import km_pyembed.runtime
 km_pyembed.runtime.bind(ffi, lib, {spec!r})
 """
@@ -109,13 +111,6 @@ def c_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def venv_site_packages() -> str:
-    for path in site.getsitepackages():
-        if path.startswith(sys.prefix):
-            return path
-    return sysconfig.get_paths()["purelib"]
-
-
 def c_source(spec: dict) -> str:
     caps = sum(CAPABILITY_BITS[c] for c in spec["capabilities"])
     if spec["thread_safe"]:
@@ -125,13 +120,19 @@ def c_source(spec: dict) -> str:
         "KM_PYEMBED_PLUGIN_VERSION": c_string(spec["version"]),
         "KM_PYEMBED_MANAGER_NAME": c_string(spec["manager"]),
         "KM_PYEMBED_CAPABILITIES": str(caps),
-        "KM_PYEMBED_PYTHON": c_string(os.path.abspath(sys.executable)),
-        "KM_PYEMBED_SITE_PACKAGES": c_string(venv_site_packages()),
+        # last resort of a plain C host when no venv is found around the .so (adapter.c)
+        "KM_PYEMBED_BUILD_PYTHON": c_string(os.path.abspath(sys.executable)),
     }
     for cap in CAPABILITY_BITS:
         defines[f"KM_PYEMBED_HAS_{cap.upper()}"] = "1" if cap in spec["capabilities"] else "0"
     head = "".join(f"#define {k} {v}\n" for k, v in defines.items())
     return head + (HERE / "adapter.c").read_text(encoding="utf-8")
+
+
+def relative_to(so: Path, dirs: list[str]) -> list[str]:
+    """dirs as seen from the directory the .so is written to (resolved again at load time)."""
+    base = so.parent.resolve()
+    return [os.path.relpath(d, base) for d in dirs]
 
 
 def build(declaration: Path, out: Path, tmpdir: Path, verbose: bool = False) -> Path:
@@ -148,7 +149,8 @@ def build(declaration: Path, out: Path, tmpdir: Path, verbose: bool = False) -> 
     ffi.embedding_api("")
     ffi.cdef(CDEF)
     ffi.embedding_init_code(
-        INIT_CODE.format(paths=[str(HERE), *spec["python_path"]], module=module, spec=runtime_spec)
+        INIT_CODE.format(paths=relative_to(out, [str(HERE), *spec["python_path"]]), module=module,
+                         spec=runtime_spec)
     )
     libdir = sysconfig.get_config_var("LIBDIR")
     tmpdir.mkdir(parents=True, exist_ok=True)
