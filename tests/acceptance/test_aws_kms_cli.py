@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tests.acceptance.cli import (PLUGIN_DIR, PlatformCli, make_targets, one_error_line, private_pem_matches,
+from tests.acceptance.cli import (PLUGIN_DIR, PlatformCli, require_built, one_error_line, private_pem_matches,
                                   wrapped_private_key)
 from tests.plugins.conftest import moto_auth_server  # noqa: F401  (fixture: a moto server of this module's own)
 
@@ -31,7 +31,7 @@ SEED_AWS_EXAMPLE = {
 @pytest.fixture(scope="module")
 def aws(moto_auth_server):  # noqa: F811
     """An IAM user allowed kms:*, a symmetric KMS key, then authentication on."""
-    make_targets("build/plugins/aws-kms-manager.so")
+    require_built("build/plugins/aws-kms-manager.so")
     iam = moto_auth_server.client("iam")
     iam.create_user(UserName="kas-operator")
     iam.put_user_policy(UserName="kas-operator", PolicyName="kms", PolicyDocument=json.dumps({

@@ -20,7 +20,7 @@ from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from tests.acceptance.cli import (PLUGIN_DIR, PlatformCli, make_targets, one_error_line, private_pem_matches,
+from tests.acceptance.cli import (PLUGIN_DIR, PlatformCli, require_built, one_error_line, private_pem_matches,
                                   stored_public_key, wrapped_private_key)
 from tests.emulators.azure_keyvault import AzureKeyVaultEmulator
 
@@ -70,7 +70,7 @@ class Azure:
 
 @pytest.fixture(scope="module")
 def azure():
-    make_targets("build/plugins/azure-manager.so")
+    require_built("build/plugins/azure-manager.so")
     with AzureKeyVaultEmulator() as emulator:
         yield Azure(emulator)
 

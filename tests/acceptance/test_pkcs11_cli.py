@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tests.acceptance.cli import (PLUGIN_DIR, PlatformCli, make_targets, one_error_line, same_public_key,
+from tests.acceptance.cli import (PLUGIN_DIR, PlatformCli, require_built, one_error_line, same_public_key,
                                   stored_public_key)
 from tests.softhsm import SoftHSMUnavailable, create_token
 
@@ -35,7 +35,7 @@ def token(tmp_path_factory):
                             aes=[AES_KEY], rsa=[RSA_KEY], ec=[EC_KEY])
     except SoftHSMUnavailable as e:
         pytest.fail(f"{e}: run `make sysdeps`")
-    make_targets("build/plugins/pkcs11-manager.so")
+    require_built("build/plugins/pkcs11-manager.so")
     return made
 
 

@@ -15,7 +15,7 @@ import secrets
 import hvac
 import pytest
 
-from tests.acceptance.cli import (PLUGIN_DIR, PlatformCli, make_targets, one_error_line, private_pem_matches,
+from tests.acceptance.cli import (PLUGIN_DIR, PlatformCli, require_built, one_error_line, private_pem_matches,
                                   wrapped_private_key)
 from tests.emulators.vault_transit import VaultTransitEmulator
 
@@ -32,7 +32,7 @@ SEED_VAULT_EXAMPLE = {
 
 @pytest.fixture(scope="module")
 def vault():
-    make_targets("build/plugins/vault-manager.so")
+    require_built("build/plugins/vault-manager.so")
     with VaultTransitEmulator() as emulator:
         admin = hvac.Client(url=emulator.addr, token=emulator.root_token)
         admin.secrets.transit.create_key(SEED_VAULT_EXAMPLE["key_name"], key_type="aes256-gcm96",
