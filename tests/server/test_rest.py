@@ -163,13 +163,16 @@ def test_every_request_writes_an_access_line(kp):
     rid = "rest-log-check-1"
     httpx.get(f"{kp.url}/no/such/path", headers={"x-request-id": rid})
     httpx.get(f"{kp.url}/healthz")
+    assert httpx.get(f"{kp.url}/.well-known/opentdf-configuration").status_code == 200
     httpx.get(f"{kp.url}/kas/kas_public_key")
     _rewrap(kp, _v1_token(_pem_of(kp, "r1"), os.urandom(32), "r1", _CLIENT))
     kp.server.wait_for_log('"path":"/no/such/path"', '"path":"/healthz"', '"path":"/kas/kas_public_key"',
+                           '"path":"/.well-known/opentdf-configuration"',
                            '"path":"/kas/v2/rewrap"')
     (nf,) = _log_lines(kp, "/no/such/path")
     assert nf["code"] == "not_found" and nf["http_method"] == "GET" and nf["msg"] == "rpc"
     assert any(x["code"] == "ok" for x in _log_lines(kp, "/healthz"))
+    assert any(x["code"] == "ok" for x in _log_lines(kp, "/.well-known/opentdf-configuration"))
     assert any(x["code"] == "ok" and x["identity"] == "anonymous" for x in _log_lines(kp, "/kas/kas_public_key"))
     rw = [x for x in _log_lines(kp, "/kas/v2/rewrap") if x["msg"] == "rewrap"]
     assert rw and rw[-1]["permitted"] == 1 and rw[-1]["identity"].startswith("token:")
