@@ -137,7 +137,7 @@ def test_field_validation_names_the_field(server, clients):
     c, h = clients, server.admin()
     code, msg = code_of(c.km.create_provider_config, km.CreateProviderConfigRequest(
         name="", manager="m", config_json=b"{}"), headers=h)
-    assert code == Code.INVALID_ARGUMENT and msg == "name: value is required"
+    assert code == Code.INVALID_ARGUMENT and msg == "name: value is required [required]"  # rule id as OpenTDF words it
     code, msg = code_of(c.km.get_provider_config, km.GetProviderConfigRequest(id="not-a-uuid"), headers=h)
     assert code == Code.INVALID_ARGUMENT and msg == "id: must be a valid UUID"
     code, msg = code_of(c.kas_registry.create_key, kr.CreateKeyRequest(
