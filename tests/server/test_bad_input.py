@@ -139,7 +139,7 @@ def test_field_validation_names_the_field(server, clients):
         name="", manager="m", config_json=b"{}"), headers=h)
     assert code == Code.INVALID_ARGUMENT and msg == "name: value is required [required]"  # rule id as OpenTDF words it
     code, msg = code_of(c.km.get_provider_config, km.GetProviderConfigRequest(id="not-a-uuid"), headers=h)
-    assert code == Code.INVALID_ARGUMENT and msg == "id: must be a valid UUID"
+    assert code == Code.INVALID_ARGUMENT and msg == "id: must be a valid UUID [string.uuid]"
     code, msg = code_of(c.kas_registry.create_key, kr.CreateKeyRequest(
         kas_id=str(uuid.uuid4()), key_id="", key_algorithm=objects_pb2.ALGORITHM_RSA_2048,
         key_mode=objects_pb2.KEY_MODE_PUBLIC_KEY_ONLY, public_key_ctx=objects_pb2.PublicKeyCtx(pem="x")), headers=h)

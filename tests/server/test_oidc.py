@@ -102,7 +102,8 @@ def test_valid_tokens(oidc_server, issuer):
     assert r.json()["code"] != "unauthenticated" and r.status_code not in (401, 403)
     r = call(oidc_server, LIST_PC, standard)
     assert r.status_code == 403 and r.json() == {"code": "permission_denied", "message": "permission denied"}
-    r = call(oidc_server, PUBLIC_KEY, issuer.token(roles=()))
+    # no role at all: refused by a client-role RPC (PublicKey is public, so Rewrap)
+    r = call(oidc_server, "/kas.AccessService/Rewrap", issuer.token(roles=()))
     assert r.status_code == 403
 
 
