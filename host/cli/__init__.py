@@ -40,7 +40,25 @@ def _print_version(ctx: click.Context, _param, value: bool) -> None:
     ctx.exit()
 
 
+def _load_config_file(ctx: click.Context, _param, path: str | None) -> None:
+    """Eager: fills unset environment variables and option defaults before the other options are read."""
+    if not path or ctx.resilient_parsing:
+        return
+    from host import config_file
+
+    try:
+        loaded = config_file.load(path)
+    except PlatformError as e:
+        raise click.BadParameter(e.message, ctx=ctx, param=_param) from None
+    ctx.meta["config_file"] = loaded
+    ctx.default_map = {**loaded.default_map, **(ctx.default_map or {})}
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="PLATFORM_CONFIG", is_eager=True,
+              expose_value=False, callback=_load_config_file, metavar="FILE",
+              help="YAML configuration file (docs/platform.example.yaml). Also PLATFORM_CONFIG. "
+                   "Flags and environment variables take precedence over it.")
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Print the platform's version and its plugin ABI version, then exit.")
 @click.option("--key-manager-plugin", "plugins", multiple=True, metavar="PATH",
@@ -57,6 +75,8 @@ def _print_version(ctx: click.Context, _param, value: bool) -> None:
 def main(ctx: click.Context, plugins, legacy_factories, db_url, root_key_file, verbose):
     """KAS key-manager platform."""
     paths = list(plugins) + _split_env_paths(os.environ.get("PLATFORM_KEY_MANAGER_PLUGINS"))
+    if not paths and "config_file" in ctx.meta:  # the file's plugins only when neither flag nor env names any
+        paths = list(ctx.meta["config_file"].plugins)
     if legacy_factories:
         legacy_paths = _parse_legacy_factories(legacy_factories)
         new_form = " ".join(f"--key-manager-plugin={p}" for p in legacy_paths)
@@ -102,6 +122,7 @@ from host.cli import kas_servers as _kas_servers  # noqa: E402,F401
 from host.cli import db as _db  # noqa: E402,F401
 from host.cli import serve as _serve  # noqa: E402,F401
 from host.cli import abi as _abi  # noqa: E402,F401
+from host.cli import config as _config  # noqa: E402,F401
 
 
 def run() -> None:
