@@ -51,6 +51,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
+from tests.emulators import LoopbackEmulator
+
 VAULT_RESOURCE = "https://vault.azure.net"
 VAULT_SCOPE = VAULT_RESOURCE + "/.default"
 _ALL_KEY_OPS = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"]
@@ -196,8 +198,10 @@ class _TlsServer(ThreadingHTTPServer):
         pass
 
 
-class AzureKeyVaultEmulator:
+class AzureKeyVaultEmulator(LoopbackEmulator):
     """Key Vault + identity platform on https://127.0.0.1:<free port>."""
+
+    thread_name = "azure-kv-emulator"
 
     def __init__(self, tenant_id: str | None = None):
         self.tenant_id = tenant_id or str(uuid.uuid4())
@@ -234,22 +238,8 @@ class AzureKeyVaultEmulator:
     def ca_file(self) -> str:
         return self._tls.ca_file
 
-    def start(self) -> "AzureKeyVaultEmulator":
-        self._thread = threading.Thread(target=self._server.serve_forever, name="azure-kv-emulator", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._running.set()
-        self._server.shutdown()
-        self._server.server_close()
+    def after_stop(self) -> None:
         self._tls.cleanup()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     # ---- test hooks ----------------------------------------------------
     def add_client(self, client_id: str | None = None, secret: str | None = None,

@@ -45,6 +45,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.exceptions import InvalidTag
 
+from tests.emulators import LoopbackEmulator
+
 _NAME_RE = re.compile(r"^\w(?:[\w\-.@]*\w)?$")
 _RSA_SIZES = {"rsa-2048": 2048, "rsa-3072": 3072, "rsa-4096": 4096}
 _OAEP_SHA256 = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
@@ -176,8 +178,10 @@ class _QuietServer(ThreadingHTTPServer):
         pass
 
 
-class VaultTransitEmulator:
+class VaultTransitEmulator(LoopbackEmulator):
     """A Vault server with transit mounted at `mounts`, on 127.0.0.1:<free port>."""
+
+    thread_name = "vault-emulator"
 
     def __init__(self, root_token: str | None = None, mounts: tuple[str, ...] = ("transit",)):
         self.root_token = root_token or "hvs." + secrets.token_urlsafe(24)
@@ -200,21 +204,6 @@ class VaultTransitEmulator:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "VaultTransitEmulator":
-        self._thread = threading.Thread(target=self._server.serve_forever, name="vault-emulator", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._running.set()
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     # ---- test hooks ----------------------------------------------------
     def fail_next(self, count: int, status: int = 503) -> None:

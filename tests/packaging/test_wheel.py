@@ -19,7 +19,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE_FILES = ("pyproject.toml", "README.md", "host", "include")  # what `pip install .` reads
@@ -62,12 +63,6 @@ def installed(tmp_path_factory) -> Path:
          timeout=600)
     shutil.rmtree(src)  # nothing may be read from the source copy any more
     return venv / "bin"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _post(url: str, body: dict, token: str | None = None) -> dict:
@@ -134,7 +129,7 @@ def test_installed_wheel_serves_and_round_trips_outside_the_repo(installed, tmp_
     platform(plugin, "kas", "unwrap", "--in", "wrapped.json", "--out", "back.bin")
     assert (work / "back.bin").read_bytes() == dek
 
-    port = _free_port()
+    port = free_port()
     log = (work / "serve.log").open("w")
     server = subprocess.Popen([str(bindir / "platform"), plugin, "serve", "--port", str(port)], cwd=work,
                               env={**env, "PLATFORM_ADMIN_TOKENS": TOKEN}, stdout=log, stderr=subprocess.STDOUT)

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PY = REPO / ".venv" / "bin" / "python"
@@ -153,12 +154,6 @@ def load_raw():
 
 
 # ---- moto's standalone server (real HTTP, separate process) --------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class MotoServer:
     url: str
@@ -262,3 +257,40 @@ def moto_auth_server():
 
 
 # ---- end of pyembed/aws-kms fixtures; other plugins' fixtures follow ----------
+
+
+# ---- shared by the aws-kms, vault and azure plugin tests ------------------------
+def ctx(seconds: float = 60):
+    """A call context with a generous deadline (a deadline test passes its own)."""
+    from host.managers.base import CallContext
+
+    return CallContext.with_timeout(seconds)
+
+
+def load_factory(so: Path, plugin_name: str):
+    """The one factory of a plugin .so that registers one manager named like the plugin, loaded
+    through host.loader and speaking the host's ABI version."""
+    from host.abi import ABI_MAJOR, ABI_MINOR
+    from host.loader import load_plugin
+
+    loaded = load_plugin(str(so))
+    assert (loaded.name, loaded.abi_version) == (plugin_name, f"{ABI_MAJOR}.{ABI_MINOR}")
+    (factory,) = loaded.factories
+    assert factory.name == plugin_name
+    return factory
+
+
+@pytest.fixture
+def make(factory):
+    """make(config) -> a live manager from the module's `factory`; closed after the test."""
+    made = []
+
+    def build(config: dict | bytes):
+        raw = config if isinstance(config, bytes) else json.dumps(config).encode()
+        manager = factory.create(raw)
+        made.append(manager)
+        return manager
+
+    yield build
+    for manager in made:
+        manager.close()

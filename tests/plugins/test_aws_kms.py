@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from host import errors
 from host.abi import STATUS_ERRORS
-from host.loader import load_plugin
+from tests.plugins.conftest import load_factory
 from host.managers.base import CallContext
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,10 +53,8 @@ SESSION_TOKEN = "plugin-test-session-token-M4nB7cX2"
 
 @pytest.fixture(scope="module")
 def plugin(aws_kms_plugin):
-    loaded = load_plugin(str(aws_kms_plugin))
-    assert (loaded.name, loaded.abi_version) == ("aws-kms", "1.1")
-    (factory,) = loaded.factories
-    assert factory.name == "aws-kms" and factory.thread_safe
+    factory = load_factory(aws_kms_plugin, "aws-kms")
+    assert factory.thread_safe
     return factory
 
 

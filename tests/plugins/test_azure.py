@@ -26,11 +26,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from host import errors
-from host.loader import load_plugin
 from host.managers.base import CallContext
 from tests.conformance.runner_util import make_or_fail, run_runner
 from tests.emulators.azure_keyvault import AzureKeyVaultEmulator
-from tests.plugins.conftest import REPO
+from tests.plugins.conftest import REPO, ctx, load_factory
 
 SO = REPO / "build" / "plugins" / "azure-manager.so"
 _REAL_VARS = ("AZURE_KEYVAULT_URL", "AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET")
@@ -92,30 +91,7 @@ def azure():
 @pytest.fixture(scope="module")
 def factory():
     make_or_fail("build/plugins/azure-manager.so")
-    plugin = load_plugin(str(SO))
-    assert plugin.name == "azure" and plugin.abi_version == "1.1"
-    (f,) = plugin.factories
-    assert f.name == "azure"
-    return f
-
-
-@pytest.fixture
-def make(factory):
-    made = []
-
-    def build(config: dict | bytes):
-        raw = config if isinstance(config, bytes) else json.dumps(config).encode()
-        manager = factory.create(raw)
-        made.append(manager)
-        return manager
-
-    yield build
-    for manager in made:
-        manager.close()
-
-
-def ctx(seconds: float = 60) -> CallContext:
-    return CallContext.with_timeout(seconds)
+    return load_factory(SO, "azure")
 
 
 # ---- descriptor and config ----------------------------------------------------

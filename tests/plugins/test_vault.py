@@ -22,11 +22,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from host import errors
-from host.loader import load_plugin
 from host.managers.base import CallContext
 from tests.conformance.runner_util import make_or_fail, run_runner
 from tests.emulators.vault_transit import VaultTransitEmulator
-from tests.plugins.conftest import REPO
+from tests.plugins.conftest import REPO, ctx, load_factory
 
 SO = REPO / "build" / "plugins" / "vault-manager.so"
 REAL = bool(os.environ.get("VAULT_ADDR") and os.environ.get("VAULT_TOKEN"))
@@ -68,31 +67,7 @@ def vault():
 @pytest.fixture(scope="module")
 def factory():
     make_or_fail("build/plugins/vault-manager.so")
-    plugin = load_plugin(str(SO))
-    assert plugin.name == "vault" and plugin.abi_version == "1.1"
-    (f,) = plugin.factories
-    assert f.name == "vault"
-    return f
-
-
-@pytest.fixture
-def make(factory):
-    """make(config) -> a live manager from the .so; closed after the test."""
-    made = []
-
-    def build(config: dict | bytes):
-        raw = config if isinstance(config, bytes) else json.dumps(config).encode()
-        manager = factory.create(raw)
-        made.append(manager)
-        return manager
-
-    yield build
-    for manager in made:
-        manager.close()
-
-
-def ctx(seconds: float = 30) -> CallContext:
-    return CallContext.with_timeout(seconds)
+    return load_factory(SO, "vault")
 
 
 # ---- descriptor and config ----------------------------------------------------

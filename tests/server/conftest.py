@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -23,15 +22,10 @@ from otdf_python_proto.kas import AccessServiceClientSync
 from otdf_python_proto.policy.kasregistry import KeyAccessServerRegistryServiceClientSync
 from otdf_python_proto.policy.keymanagement import KeyManagementServiceClientSync
 from tests.dbfixtures import pg_db_url, pg_server, sqlite_db_url  # noqa: F401
+from tests.conftest import free_port  # noqa: F401  (also imported from here)
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_LIMIT_S = 60  # a guard against hanging forever, not a performance assertion
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

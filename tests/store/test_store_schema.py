@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -13,6 +12,7 @@ from sqlalchemy import text
 from host.errors import FailedPrecondition, InvalidArgument, Unavailable
 from host.store import Store, schema
 from host.store.models import Base
+from tests.conftest import free_port
 
 
 def test_fresh_sqlite_created_with_directory_and_schema(tmp_path):
@@ -120,14 +120,8 @@ def test_read_only_file(tmp_path):
         Store.open(f"sqlite:///{path}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_postgres_unreachable_names_host_port_not_password():
-    port = _free_port()
+    port = free_port()
     with pytest.raises(Unavailable) as err:
         Store.open(f"postgresql+psycopg://admin:hunter2-secret@127.0.0.1:{port}/policy")
     message = err.value.message
