@@ -21,6 +21,7 @@ from host.managers.base import CallContext
 from host.pinning import PluginSpec
 from host.plugin_specs import load_one
 from tests.cbuild import ROOT
+from tests.isolation.conftest import stop_child
 
 FILE_KEK = ROOT / "build" / "plugins" / "file-kek-manager.so"
 
@@ -36,7 +37,7 @@ def wild(wild_plugin):
     manager = factory.create(b"{}")
     yield manager
     manager.close()
-    plugin._keepalive[0].close()
+    stop_child(plugin)
 
 
 def pid_of(manager) -> int:
@@ -50,7 +51,7 @@ def test_descriptor_matches_the_in_process_one(wild_plugin):
         assert (isolated.name, isolated.version, isolated.abi_version) == (local.name, local.version, local.abi_version)
         assert [f.describe() for f in isolated.factories] == [f.describe() for f in local.factories]
     finally:
-        isolated._keepalive[0].close()
+        stop_child(isolated)
 
 
 def test_create_errors_are_the_plugins_statuses(wild_plugin):
@@ -59,7 +60,7 @@ def test_create_errors_are_the_plugins_statuses(wild_plugin):
         with pytest.raises(errors.InvalidArgument, match="config must be a JSON object"):
             plugin.factories[0].create(b"not json")
     finally:
-        plugin._keepalive[0].close()
+        stop_child(plugin)
 
 
 @pytest.mark.parametrize("misbehaviour", ["segv", "abort", "exit", "sleep", "garbage"])
@@ -131,7 +132,7 @@ def test_memory_limit(wild_plugin, monkeypatch):
             manager.unwrap("alloc", b"", ctx())
     finally:
         manager.close()
-        plugin._keepalive[0].close()
+        stop_child(plugin)
     monkeypatch.setenv("PLATFORM_ISOLATED_MEMORY_MB", "2048")
     plugin = load_isolated(PluginSpec(str(wild_plugin), isolated=True))
     manager = plugin.factories[0].create(b"{}")
@@ -139,7 +140,7 @@ def test_memory_limit(wild_plugin, monkeypatch):
         assert manager.unwrap("alloc", b"fits", ctx()) == b"fits"  # the limit, not the plugin, refused above
     finally:
         manager.close()
-        plugin._keepalive[0].close()
+        stop_child(plugin)
 
 
 def test_concurrent_calls_are_multiplexed(wild):
@@ -179,7 +180,7 @@ def test_file_kek_round_trip_isolated():
     finally:
         manager.close()
         local.close()
-        plugin._keepalive[0].close()
+        stop_child(plugin)
 
 
 def test_a_factory_without_thread_safe_is_called_by_one_thread_at_a_time(tmp_path):
@@ -209,4 +210,4 @@ def test_a_factory_without_thread_safe_is_called_by_one_thread_at_a_time(tmp_pat
         assert not failures and manager.unwrap("maxc", b"", ctx()) == b"\x01"
     finally:
         manager.close()
-        plugin._keepalive[0].close()
+        stop_child(plugin)

@@ -14,6 +14,7 @@ from host.plugin_specs import load_one
 from tests.conformance.runner_util import make_or_fail
 from tests.emulators.vault_transit import VaultTransitEmulator
 from tests.plugins.conftest import REPO, aws_kms_plugin, moto_server  # noqa: F401  (fixtures)
+from tests.isolation.conftest import stop_child
 
 BUILD = REPO / "build"
 
@@ -35,7 +36,7 @@ def isolated():
 
     yield load
     for plugin in plugins:
-        plugin._keepalive[0].close()
+        stop_child(plugin)
 
 
 def round_trip(manager, key_id: str) -> None:

@@ -375,7 +375,6 @@ def test_status_codes_match_the_header(monkeypatch):
     import importlib
     import sys
 
-    from host.abi import _consts
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "plugins" / "_pyembed"))
     pyerrors = importlib.import_module("km_pyembed.errors")
     assert pyerrors.__file__.startswith(str(Path(__file__).resolve().parents[2])) and "km_pyembed" in sys.modules
@@ -383,4 +382,4 @@ def test_status_codes_match_the_header(monkeypatch):
     names = [n for n in dir(pyerrors) if n == "KM_OK" or n.startswith("KM_ERR_")]
     assert len(names) == 10
     for name in names:
-        assert getattr(pyerrors, name) == getattr(_consts, name), name
+        assert getattr(pyerrors, name) == getattr(H, name), name

@@ -23,6 +23,8 @@ from host.server.protos import _import_generated, common_pb2, kas_pb2, kasregist
 from host.server.protos import key_management_pb2 as km, objects_pb2, selectors_pb2
 from tests.server.test_api import create_kas, ec_pair, pem_of, rsa_pair, single_kas_server, uniq, wrap_with_root  # noqa: F401
 
+# Private on purpose: host.server.protos exports no name for OpenTDF's policy.unsafe service
+# (the server mounts it itself); the test loads the same generated modules the same way.
 unsafe_pb2, unsafe_connect = _import_generated("policy.unsafe", ("unsafe_pb2", "unsafe_connect"))
 
 RSA = objects_pb2.ALGORITHM_RSA_2048
