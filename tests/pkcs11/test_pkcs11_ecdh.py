@@ -203,12 +203,16 @@ def test_host_conformance_checks_remote_ec(factory, token):
 def platform(tmp_path, loaded_plugin, token, monkeypatch):
     from host.app import Platform, Settings
 
+    class WithLoadedPlugin(Platform):
+        # The session's already-loaded plugin, not a second load of the same file
+        # (see the loaded_plugin fixture).
+        @property
+        def plugins(self):
+            return [loaded_plugin]
+
     monkeypatch.setenv("PLATFORM_ROOT_KEY", secrets.token_hex(32))
-    p = Platform(Settings(db_url=f"sqlite:///{tmp_path / 'platform.db'}", plugin_paths=(loaded_plugin.path,),
-                          state_dir=str(tmp_path)))
-    # The session's already-loaded plugin, not a second load of the same file
-    # (see the loaded_plugin fixture).
-    p.__dict__["plugins"] = [loaded_plugin]
+    p = WithLoadedPlugin(Settings(db_url=f"sqlite:///{tmp_path / 'platform.db'}",
+                                  plugin_paths=(loaded_plugin.path,), state_dir=str(tmp_path)))
     p.store.kas.create("https://kas.example.com", "kas1")
     yield p
     p.close()
