@@ -60,6 +60,17 @@ STATUS_ERRORS: dict[int, type[errors.PlatformError]] = {
     _consts.KM_ERR_FAILED_PRECONDITION: errors.FailedPrecondition,  # 1.1
 }
 
+
+
+def status_error(status: int, manager: str, op: str, message: str | None) -> errors.PlatformError:
+    """The exception for a plugin's failing status, in-process or isolated alike."""
+    cls = STATUS_ERRORS.get(status)
+    if cls is None:
+        return errors.PluginError(f"manager {manager!r} {op}: returned status {status}, "
+                                  f"which is not a KM_* status code (plugin bug)")
+    return cls(f"{manager} {op}: {message or cls.code.replace('_', ' ')}")
+
+
 STATUS_NAMES: dict[int, str] = {
     KM_OK: "ok",
     **{code: cls.__name__ for code, cls in STATUS_ERRORS.items()},

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from host import errors
 from host.abi import ABI_MAJOR, ABI_MINOR, KM_OK, MAX_ERROR_LEN, MAX_OUTPUT_LEN, STATUS_ERRORS, ffi
+from host.abi import status_error as _status_error
 from host.managers.base import CallContext, Capability, ManagerFactory
 
 log = logging.getLogger("host.plugin")
@@ -313,14 +314,6 @@ def _log_fields(manager: str, ctx: CallContext | None) -> dict:
 def _late(ctx: CallContext | None) -> bool:
     """A result after the deadline counts as deadline exceeded, even KM_OK (keymanager.h rule 5)."""
     return ctx is not None and ctx.deadline is not None and _monotonic() > ctx.deadline
-
-
-def _status_error(status: int, manager: str, op: str, message: str | None) -> errors.PlatformError:
-    cls = STATUS_ERRORS.get(status)
-    if cls is None:
-        return errors.PluginError(f"manager {manager!r} {op}: returned status {status}, "
-                                  f"which is not a KM_* status code (plugin bug)")
-    return cls(f"{manager} {op}: {message or cls.code.replace('_', ' ')}")
 
 
 _NULL = ffi.NULL

@@ -12,20 +12,12 @@ import threading
 import time
 
 from host import errors
-from host.abi import STATUS_ERRORS
+from host.abi import status_error as _status_error
 from host.isolation import protocol as p
 from host.isolation.supervisor import NO_DEADLINE_LIMIT_S, Child, Supervisor, _text
 from host.managers.base import CallContext, Capability, ManagerFactory
 
 MAX_NAME_LEN = 255
-
-
-def _status_error(status: int, manager: str, op: str, message: str | None) -> errors.PlatformError:
-    cls = STATUS_ERRORS.get(status)
-    if cls is None:
-        return errors.PluginError(f"manager {manager!r} {op}: returned status {status}, "
-                                  f"which is not a KM_* status code (plugin bug)")
-    return cls(f"{manager} {op}: {message or cls.code.replace('_', ' ')}")
 
 
 class IsolatedManager:
