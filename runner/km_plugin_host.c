@@ -1,7 +1,7 @@
 /*
  * km-plugin-host -- run one key-manager plugin in its own process.
  *
- *     km-plugin-host SOCKET_FD MEMORY_MB MAX_OUTPUT WORKERS PLUGIN_PATH
+ *     km-plugin-host SOCKET_FD MEMORY_MB MAX_OUTPUT WORKERS LOG_LEVEL PLUGIN_PATH
  *
  * The host (host/isolation/) starts this with one end of a Unix socket pair
  * and speaks the frames of protocol.h over it. Whatever the plugin does --
@@ -11,6 +11,11 @@
  * WORKERS threads (the main thread among them) take turns reading a request
  * and run it (a manager whose factory is not thread-safe is called by one at
  * a time), writing the reply. EOF on the socket means the host is gone: exit.
+ *
+ * To the plugin this is an ABI 1.1 host, like the in-process one
+ * (host/loader.py): km_host.log_level is the host's threshold (LOG_LEVEL at
+ * start, then each request's), create_ex gets the call's deadline, and a
+ * result after the deadline, even KM_OK, is deadline exceeded.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -34,10 +39,8 @@
 
 _Static_assert(sizeof(struct kmi_header) == KMI_HEADER_SIZE, "header layout");
 
-/* This runner is an ABI 1.0 host: it offers 1.0 and requires the 1.0 fields,
- * whatever a newer keymanager.h appends to the structs. */
-#define HOST_ABI_MINOR 0
-#define V1_0_SIZE(type, last) (offsetof(type, last) + sizeof(((type *)0)->last))
+/* A plugin must have the 1.0 fields; the 1.1 ones are used when present. */
+#define SIZE_UP_TO(type, last) (offsetof(type, last) + sizeof(((type *)0)->last))
 
 #define MAX_MANAGERS 4096
 #define MAX_ERROR 1024
@@ -46,6 +49,7 @@ _Static_assert(sizeof(struct kmi_header) == KMI_HEADER_SIZE, "header layout");
 static int sock = -1;
 static size_t max_output;
 static const km_plugin *plugin;
+static km_host host; /* log_level is updated from each request */
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---- frames ------------------------------------------------------------- */
@@ -144,11 +148,22 @@ static uint32_t time_left(const struct job *j)
     return spent >= (int64_t)j->h.timeout_ms ? 0 : (uint32_t)(j->h.timeout_ms - spent);
 }
 
+/* A result after the deadline is deadline exceeded, even KM_OK (keymanager.h rule 5). */
+static int late(const struct job *j)
+{
+    return j->h.timeout_ms != 0 && time_left(j) == 0;
+}
+
 /* Reply with what the plugin returned, then release it through its free:
  * the output wiped first (it may be a key), never read past the cap. */
 static void reply(const struct job *j, int32_t st, uint32_t handle, uint8_t *out, size_t out_len, char *err)
 {
-    if (st == KM_OK && out == NULL && j->h.op != KMI_OP_PROBE && j->h.op != KMI_OP_CREATE)
+    if (st < 0 || st > UINT16_MAX)
+        send_error(j->h.call_id, j->h.op, KM_ERR_INTERNAL,
+                   "returned status %d, which is not a KM_* status code (plugin bug)", (int)st);
+    else if (st == KM_OK && late(j))
+        send_error(j->h.call_id, j->h.op, KM_ERR_DEADLINE_EXCEEDED, "answered after the call's deadline");
+    else if (st == KM_OK && out == NULL && j->h.op != KMI_OP_PROBE && j->h.op != KMI_OP_CREATE)
         send_error(j->h.call_id, j->h.op, KM_ERR_INTERNAL, "plugin returned OK with a NULL output (plugin bug)");
     else if (st == KM_OK && out != NULL && out_len > max_output)
         send_error(j->h.call_id, j->h.op, KM_ERR_INTERNAL,
@@ -162,10 +177,12 @@ static void reply(const struct job *j, int32_t st, uint32_t handle, uint8_t *out
     if (out != NULL) {
         if (out_len <= max_output)
             explicit_bzero(out, out_len);
-        plugin->free(out);
+        (plugin->free)(out);
     }
-    if (err != NULL)
-        plugin->free(err);
+    if (err != NULL) {
+        explicit_bzero(err, strnlen(err, MAX_ERROR));
+        (plugin->free)(err);
+    }
 }
 
 static void do_create(const struct job *j)
@@ -177,7 +194,19 @@ static void do_create(const struct job *j)
     const km_factory *f = plugin->factories[j->h.handle];
     km_manager *mgr = NULL;
     char *err = NULL;
-    int32_t st = f->create((const char *)j->data, j->h.data_len, &mgr, &err);
+    int32_t st;
+    km_call_ctx ctx = {sizeof ctx, time_left(j), j->rid};
+    if (j->h.timeout_ms != 0 && ctx.timeout_ms == 0)
+        st = KM_ERR_DEADLINE_EXCEEDED; /* spent its time waiting in the queue */
+    else if (f->struct_size >= SIZE_UP_TO(km_factory, create_ex) && f->create_ex != NULL)
+        st = f->create_ex(&ctx, (const char *)j->data, j->h.data_len, &mgr, &err);
+    else
+        st = f->create((const char *)j->data, j->h.data_len, &mgr, &err);
+    if (st == KM_OK && mgr != NULL && late(j)) {
+        f->ops->destroy(mgr); /* the host has given up on it; reply() says deadline exceeded */
+        reply(j, KM_OK, 0, NULL, 0, err);
+        return;
+    }
     if (st == KM_OK && mgr == NULL) {
         reply(j, KM_ERR_INTERNAL, 0, NULL, 0, NULL);
         return;
@@ -233,7 +262,7 @@ static void do_call(const struct job *j)
     int serial = !(s->factory->capabilities & KM_CAP_THREAD_SAFE);
     if (serial)
         pthread_mutex_lock(&s->serial);
-    km_call_ctx ctx = {V1_0_SIZE(km_call_ctx, request_id), time_left(j), j->rid};
+    km_call_ctx ctx = {sizeof ctx, time_left(j), j->rid};
     uint8_t *out = NULL;
     size_t out_len = 0;
     char *err = NULL;
@@ -285,6 +314,8 @@ static void *worker(void *arg)
         pthread_mutex_lock(&read_lock);
         struct job *j = read_job();
         pthread_mutex_unlock(&read_lock);
+        if (j->h.status != 0) /* a request's status field carries the host's log threshold */
+            __atomic_store_n(&host.log_level, (int32_t)j->h.status, __ATOMIC_RELAXED);
         if (j->h.op == KMI_OP_CREATE)
             do_create(j);
         else
@@ -310,7 +341,7 @@ static const char *check_plugin(const km_plugin *p, char *why, size_t n)
                  "(rebuild the plugin against this keymanager.h)", p->abi_major, p->abi_minor, KM_ABI_VERSION_MAJOR);
         return why;
     }
-    if (p->struct_size < V1_0_SIZE(km_plugin, free))
+    if (p->struct_size < SIZE_UP_TO(km_plugin, free))
         return "km_plugin.struct_size is smaller than ABI 1.0's";
     if (p->free == NULL)
         return "km_plugin.free is NULL (the host needs it to release plugin buffers)";
@@ -320,8 +351,8 @@ static const char *check_plugin(const km_plugin *p, char *why, size_t n)
         return "must offer 1..64 factories";
     for (size_t i = 0; i < p->factory_count; i++) {
         const km_factory *f = p->factories[i];
-        if (f == NULL || f->struct_size < V1_0_SIZE(km_factory, ops) || f->manager_name == NULL || f->create == NULL ||
-            f->ops == NULL || f->ops->struct_size < V1_0_SIZE(km_manager_ops, destroy) || f->ops->destroy == NULL) {
+        if (f == NULL || f->struct_size < SIZE_UP_TO(km_factory, ops) || f->manager_name == NULL || f->create == NULL ||
+            f->ops == NULL || f->ops->struct_size < SIZE_UP_TO(km_manager_ops, destroy) || f->ops->destroy == NULL) {
             snprintf(why, n, "factory #%zu is incomplete (NULL factory, name, create, ops or destroy, "
                      "or a struct_size smaller than ABI 1.0's)", i);
             return why;
@@ -368,8 +399,8 @@ static void limit_self(long memory_mb)
 
 int main(int argc, char **argv)
 {
-    if (argc != 6) {
-        fprintf(stderr, "usage: %s SOCKET_FD MEMORY_MB MAX_OUTPUT WORKERS PLUGIN_PATH\n", argv[0]);
+    if (argc != 7) {
+        fprintf(stderr, "usage: %s SOCKET_FD MEMORY_MB MAX_OUTPUT WORKERS LOG_LEVEL PLUGIN_PATH\n", argv[0]);
         return 2;
     }
     sock = atoi(argv[1]);
@@ -381,7 +412,7 @@ int main(int argc, char **argv)
         pthread_mutex_init(&slots[i].serial, NULL);
     }
 
-    void *lib = dlopen(argv[5], RTLD_NOW | RTLD_LOCAL);
+    void *lib = dlopen(argv[6], RTLD_NOW | RTLD_LOCAL);
     if (lib == NULL) {
         send_error(0, KMI_OP_HELLO, KM_ERR_INVALID_ARGUMENT, "cannot be loaded: %s", dlerror());
         return 1;
@@ -392,11 +423,11 @@ int main(int argc, char **argv)
                    "not a key-manager plugin: it does not export km_plugin_init");
         return 1;
     }
-    static km_host host;
-    host.struct_size = V1_0_SIZE(km_host, log_ctx);
+    host.struct_size = sizeof host;
     host.abi_major = KM_ABI_VERSION_MAJOR;
-    host.abi_minor = HOST_ABI_MINOR;
+    host.abi_minor = KM_ABI_VERSION_MINOR;
     host.log = host_log;
+    host.log_level = atoi(argv[5]);
     char why[512];
     const char *bad = check_plugin(plugin = init(&host), why, sizeof why);
     if (bad != NULL) {

@@ -11,7 +11,9 @@
  * reply's handle is the new manager), WRAP / UNWRAP / PUBLIC_KEY / PROBE
  * (handle = manager), DESTROY. Every request gets exactly one reply with the
  * same call_id and op; status is a KM_* code, data the output on KM_OK and
- * the error message otherwise.
+ * the error message otherwise. A request's status field carries the host's
+ * log threshold (a KM_LOG_* level; 0 = unchanged), which the child sets as
+ * km_host.log_level before the call.
  * Child -> host, unsolicited: HELLO once at start (status KM_OK and the
  * descriptor, or an error and the reason), LOG (status = level).
  * HELLO's descriptor is NUL-terminated fields: plugin name, version,

@@ -12,7 +12,9 @@ import threading
 import time
 
 from host import errors
+from host.abi import KM_OK
 from host.abi import status_error as _status_error
+from host.loader import _KM_DEADLINE
 from host.isolation import protocol as p
 from host.isolation.supervisor import NO_DEADLINE_LIMIT_S, Child, Supervisor, _text
 from host.managers.base import CallContext, Capability, ManagerFactory
@@ -23,7 +25,8 @@ MAX_NAME_LEN = 255
 class IsolatedManager:
     """A KeyManager whose plugin manager lives in a supervised child process."""
 
-    def __init__(self, supervisor: Supervisor, index: int, name: str, caps: Capability, config: bytes):
+    def __init__(self, supervisor: Supervisor, index: int, name: str, caps: Capability, config: bytes,
+                 ctx: CallContext | None = None):
         self.name = name
         self.capabilities = caps
         self._sup = supervisor
@@ -33,19 +36,23 @@ class IsolatedManager:
         self._handle = 0
         self._lock = threading.Lock()
         self._closed = False
-        self._attach(time.monotonic() + NO_DEADLINE_LIMIT_S)
+        if ctx is not None and ctx.expired():
+            raise errors.DeadlineExceeded(f"{name}: deadline passed before create")
+        deadline = ctx.deadline if ctx is not None and ctx.deadline is not None else None
+        self._attach(deadline or time.monotonic() + NO_DEADLINE_LIMIT_S, ctx.request_id if ctx else "")
 
     def __repr__(self) -> str:
         return f"IsolatedManager({self.name!r})"
 
-    def _attach(self, deadline: float) -> tuple[Child, int]:
-        """The live child and this manager's handle in it, created there if new."""
+    def _attach(self, deadline: float, rid: str) -> tuple[Child, int]:
+        """The live child and this manager's handle in it, created there (create_ex gets the
+        deadline) if new."""
         child = self._sup.child(deadline)
         if self._generation == child.generation:
             return child, self._handle
         with self._lock:
             if self._generation != child.generation:
-                frame = child.call(p.OP_CREATE, self._index, _ms_until(deadline), "", "", self._config)
+                frame = child.call(p.OP_CREATE, self._index, _ms_until(deadline), rid, "", self._config)
                 if frame.status != 0:
                     raise _status_error(frame.status, self.name, "create", _text(frame.data) or None)
                 self._generation, self._handle = child.generation, frame.handle
@@ -62,10 +69,13 @@ class IsolatedManager:
             deadline, rid = ctx.deadline, ctx.request_id
         if len(data) > p.MAX_DATA or len(key_id.encode("utf-8")) > p.MAX_TEXT:
             raise errors.InvalidArgument(f"{self.name} {op_name}: key id or input too long")
-        child, handle = self._attach(deadline)
+        child, handle = self._attach(deadline, rid)
         frame = child.call(op, handle, _ms_until(deadline), rid, key_id, bytes(data))
-        if frame.status != 0:
-            raise _status_error(frame.status, self.name, op_name, _text(frame.data) or None)
+        status, message = frame.status, _text(frame.data) or None
+        if status == KM_OK and ctx is not None and ctx.deadline is not None and time.monotonic() > ctx.deadline:
+            status, message = _KM_DEADLINE, "answered after the call's deadline"  # as in-process (rule 5)
+        if status != KM_OK:
+            raise _status_error(status, self.name, op_name, message)
         return frame.data
 
     def _require(self, cap: Capability, op: str) -> None:
@@ -132,10 +142,10 @@ def factories(supervisor: Supervisor, hello: list[str]) -> tuple[str, str, str, 
             raise errors.PluginLoadError(f"{path}: manager {mname!r} is registered twice by this plugin")
         seen.add(mname)
 
-        def create(config, index=index, mname=mname, caps=caps) -> IsolatedManager:
+        def create(config, ctx: CallContext | None = None, index=index, mname=mname, caps=caps) -> IsolatedManager:
             if isinstance(config, str):
                 config = config.encode("utf-8")
-            return IsolatedManager(supervisor, index, mname, caps, bytes(config))
+            return IsolatedManager(supervisor, index, mname, caps, bytes(config), ctx)
 
         result.append(ManagerFactory(name=mname, capabilities=caps, create=create, source=path,
                                      plugin_name=name, plugin_version=version, abi_version=abi))

@@ -49,12 +49,13 @@ class Frame(NamedTuple):
 
 
 def request(call_id: int, op: int, handle: int, timeout_ms: int, request_id: str, key_id: str,
-            data: bytes) -> bytes:
+            data: bytes, log_level: int = 0) -> bytes:
+    """A request frame; log_level (a request's status field) is the host's log threshold."""
     rid = request_id.encode("utf-8", "replace")[:MAX_TEXT]
     kid = key_id.encode("utf-8")
     if len(kid) > MAX_TEXT:
         raise ValueError(f"key id is longer than {MAX_TEXT} bytes")
-    return b"".join((HEADER.pack(MAGIC, call_id, handle, timeout_ms, op, 0, len(rid), len(kid), len(data)),
+    return b"".join((HEADER.pack(MAGIC, call_id, handle, timeout_ms, op, log_level, len(rid), len(kid), len(data)),
                      rid, kid, data))
 
 

@@ -21,6 +21,7 @@ import time
 
 from host import errors, pinning
 from host.isolation import protocol as p
+from host.loader import _threshold as log_threshold  # km_host.log_level, as the in-process host sets it
 
 log = logging.getLogger("host.isolation")
 
@@ -65,7 +66,8 @@ class Child:
             pinning.verify(spec, fd)  # the runner dlopens this very fd, not the path again
             memory_mb = os.environ.get(MEMORY_ENV) or str(DEFAULT_MEMORY_MB)
             self._proc = subprocess.Popen(
-                [str(p.RUNNER), str(theirs.fileno()), memory_mb, str(MAX_OUTPUT), str(WORKERS), f"/proc/self/fd/{fd}"],
+                [str(p.RUNNER), str(theirs.fileno()), memory_mb, str(MAX_OUTPUT), str(WORKERS),
+                 str(log_threshold(logger)), f"/proc/self/fd/{fd}"],
                 pass_fds=(theirs.fileno(), fd), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 start_new_session=True)
         except OSError as e:  # the runner could not be started
@@ -115,7 +117,9 @@ class Child:
         call_id = next(self._ids) & 0xFFFFFFFF or next(self._ids)
         self._pending[call_id] = call
         try:
-            frame = p.request(call_id, op, handle, timeout_ms, request_id, key_id, data)
+            # The threshold travels with every call: logging levels change without notice.
+            frame = p.request(call_id, op, handle, timeout_ms, request_id, key_id, data,
+                              log_threshold(self._logger))
             with self._send_lock:
                 if not self.alive:
                     raise errors.Unavailable(self._unavailable())
