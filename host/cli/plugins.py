@@ -1,4 +1,4 @@
-"""`platform plugins list|inspect`: what the loaded plugins offer."""
+"""`platform plugins list|inspect|runner`: what the loaded plugins offer, and the isolated-plugin runner."""
 
 from __future__ import annotations
 
@@ -54,3 +54,11 @@ def inspect(path, as_json):
         click.echo(f"{plugin.path}: plugin {plugin.name} {plugin.version}, ABI {plugin.abi_version}")
         click.echo(f"sha256: {digest}  (pin: --key-manager-plugin '{plugin.path}#sha256={digest}')")
         _print_managers(rows, False)
+
+
+@plugins.command("runner")
+def runner_():
+    """Print the path of km-plugin-host, which runs isolated: plugins; build it first if needed."""
+    from host.isolation import runner
+
+    click.echo(runner.path())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from host import errors
-from host.isolation import protocol
+from host.isolation import runner
 from host.isolation.manager import IsolatedManager, factories
 from host.isolation.supervisor import Supervisor
 from host.loader import LoadedPlugin
@@ -22,12 +22,14 @@ __all__ = ["IsolatedManager", "load_isolated"]
 
 
 def load_isolated(spec: PluginSpec) -> LoadedPlugin:
-    if not protocol.RUNNER.exists():
-        raise errors.PluginLoadError(f"{spec.path}: {protocol.RUNNER} is missing (run `make plugins`)")
     if not os.path.exists(spec.path):
         raise errors.PluginLoadError(f"{spec.path}: no such file")
     spec = PluginSpec(os.path.abspath(spec.path), True, spec.sha256)
-    supervisor = Supervisor(spec)
+    try:
+        runner_path = runner.path()
+    except errors.PluginLoadError as e:
+        raise errors.PluginLoadError(f"{spec.path}: {e.message}") from None
+    supervisor = Supervisor(spec, runner_path)
     child = supervisor.start()
     try:
         name, version, abi, made = factories(supervisor, child.hello)

@@ -9,12 +9,9 @@ from __future__ import annotations
 import re
 import socket
 import struct
-from pathlib import Path
 from typing import NamedTuple
 
-ROOT = Path(__file__).resolve().parents[2]
-PROTOCOL_H = ROOT / "runner" / "protocol.h"
-RUNNER = ROOT / "build" / "km-plugin-host"
+from host.isolation.runner import PROTOCOL_H  # shipped in the package (host/isolation/runner_src/)
 
 
 def _defines(text: str) -> dict[str, int]:

@@ -47,7 +47,7 @@ class _Call:
 
 
 class Child:
-    def __init__(self, spec: pinning.PluginSpec, generation: int, logger: logging.Logger, on_exit):
+    def __init__(self, spec: pinning.PluginSpec, runner: str, generation: int, logger: logging.Logger, on_exit):
         self.generation = generation
         self.alive = True
         self.answered = False  # an OK call: the child is not crash-looping
@@ -66,13 +66,13 @@ class Child:
             pinning.verify(spec, fd)  # the runner dlopens this very fd, not the path again
             memory_mb = os.environ.get(MEMORY_ENV) or str(DEFAULT_MEMORY_MB)
             self._proc = subprocess.Popen(
-                [str(p.RUNNER), str(theirs.fileno()), memory_mb, str(MAX_OUTPUT), str(WORKERS),
-                 str(log_threshold(logger)), f"/proc/self/fd/{fd}"],
+                [runner, str(theirs.fileno()), memory_mb, str(MAX_OUTPUT), str(WORKERS), str(log_threshold(logger)),
+                 f"/proc/self/fd/{fd}"],
                 pass_fds=(theirs.fileno(), fd), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 start_new_session=True)
         except OSError as e:  # the runner could not be started
             parent.close()
-            raise errors.PluginLoadError(f"{spec.path}: cannot start {p.RUNNER}: {e.strerror}") from None
+            raise errors.PluginLoadError(f"{spec.path}: cannot start {runner}: {e.strerror}") from None
         except BaseException:
             parent.close()
             raise
@@ -234,8 +234,9 @@ def _text(data: bytes, limit: int = 1024) -> str:
 class Supervisor:
     """The current child of one plugin file, restarted on demand with backoff."""
 
-    def __init__(self, spec: pinning.PluginSpec):
+    def __init__(self, spec: pinning.PluginSpec, runner: str | os.PathLike):
         self.spec = spec
+        self.runner = str(runner)  # host.isolation.runner.path()
         self.logger = logging.getLogger(f"host.plugin.{os.path.basename(spec.path)}")
         self._lock = threading.Lock()
         self._child: Child | None = None
@@ -283,7 +284,7 @@ class Supervisor:
 
     def _spawn(self) -> Child:
         self._generation += 1
-        self._child = Child(self.spec, self._generation, self.logger, self._exited)
+        self._child = Child(self.spec, self.runner, self._generation, self.logger, self._exited)
         return self._child
 
     def _exited(self, child: Child) -> None:

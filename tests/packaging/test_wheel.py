@@ -9,6 +9,8 @@ the working directory and environment outside the repository,
 - build the C template plugin against that installed header, as an author outside the repo;
 - `db upgrade` (migrations are package data), `plugins list`, a provider config, a KAS,
   a provider-mode key, `kas wrap` / `kas unwrap` of a DEK through the plugin;
+- the same unwrap through `isolated:PATH`: km-plugin-host is built on first use from the
+  sources in the package into the user's cache ($HOME/.cache), then reused;
 - `platform serve` with its default server: /healthz, the KAS public key of that key,
   and the provider config over the Connect API.
 """
@@ -31,7 +33,7 @@ import pytest
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGE_FILES = ("pyproject.toml", "README.md", "host", "include")  # what `pip install .` reads
+PACKAGE_FILES = ("pyproject.toml", "README.md", "host", "include", "runner")  # what `pip install .` reads
 TOKEN = secrets.token_hex(16)
 
 
@@ -50,7 +52,7 @@ def installed(tmp_path_factory) -> Path:
     for name in PACKAGE_FILES:
         path = REPO / name
         if path.is_dir():
-            # symlinks=True: host/include/keymanager.h stays a link into include/, as in a clone
+            # symlinks=True: host/include/keymanager.h and host/isolation/runner_src/* stay links, as in a clone
             shutil.copytree(path, src / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(path, src / name)
@@ -128,6 +130,19 @@ def test_installed_wheel_serves_and_round_trips_outside_the_repo(installed, tmp_
     platform("kas", "wrap", "--kid", "k1", "--in", "dek.bin", "--out", "wrapped.json")
     platform(plugin, "kas", "unwrap", "--in", "wrapped.json", "--out", "back.bin")
     assert (work / "back.bin").read_bytes() == dek
+
+    # Isolated: no runner exists yet; the first load builds it into $HOME/.cache, the second reuses it.
+    isolated = f"--key-manager-plugin=isolated:{work / 'example-c-manager.so'}"
+    cache = tmp_path / ".cache" / "kas-keymanager-host"
+    assert not cache.exists()
+    (work / "back.bin").unlink()
+    platform(isolated, "kas", "unwrap", "--in", "wrapped.json", "--out", "back.bin")
+    assert (work / "back.bin").read_bytes() == dek
+    (runner,) = cache.glob("km-plugin-host-*")
+    built_at = runner.stat().st_mtime_ns
+    listed = json.loads(platform(isolated, "plugins", "list", "--json"))
+    assert "example-c" in {m["name"] for m in listed["managers"]}
+    assert runner.stat().st_mtime_ns == built_at
 
     port = free_port()
     log = (work / "serve.log").open("w")

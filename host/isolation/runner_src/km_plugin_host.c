@@ -1,0 +1,1 @@
+../../../runner/km_plugin_host.c

@@ -1,0 +1,1 @@
+../../../runner/protocol.h
