@@ -14,6 +14,8 @@
  * key lookup in keycache.c, config parsing in config.c, ECDH in ecdh.c.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <malloc.h> /* malloc_usable_size: the wipe in plugin_free */
@@ -83,9 +85,13 @@ static void utf8_sanitize(char *s)
     }
 }
 
+/* Set in a create_ex thread: it may outlive the call it serves, and the host
+ * takes log lines only while a call is in progress (keymanager.h). */
+static __thread int quiet;
+
 static void log_msg(int32_t level, const km_call_ctx *ctx, const char *fmt, ...)
 {
-    if (!log_enabled(level))
+    if (quiet || !log_enabled(level))
         return;
     char buf[MSG_LEN];
     va_list ap;
@@ -554,8 +560,9 @@ static int mechanism_can(CK_FUNCTION_LIST_PTR f, CK_SLOT_ID slot, CK_MECHANISM_T
            (info.flags & (CKF_ENCRYPT | CKF_DECRYPT)) == (CKF_ENCRYPT | CKF_DECRYPT);
 }
 
-static int32_t mgr_create(const char *config_json, size_t config_len, km_manager **out,
-                          char **error)
+/* Builds a manager: parse, load the module, find the token, log in, probe. */
+static int32_t build_manager(const char *config_json, size_t config_len, km_manager **out,
+                             char **error)
 {
     char msg[MSG_LEN];
     *out = NULL;
@@ -624,10 +631,6 @@ static int32_t mgr_create(const char *config_json, size_t config_len, km_manager
             free(probe_error);
         goto fail;
     }
-    log_msg(KM_LOG_INFO, NULL, "pkcs11: %s (slot %lu) ready via %s, AES mode %s, %u sessions max",
-            m->token_desc, (unsigned long)slot, m->cfg.module,
-            m->aes == AES_GCM ? "GCM" : m->aes == AES_KWP ? "KWP" : "unavailable",
-            m->cfg.max_sessions);
     *out = m;
     return KM_OK;
 
@@ -640,6 +643,124 @@ fail_pool:
     p11_config_free(&m->cfg);
     free(m);
     return status;
+}
+
+/* Logged by create's caller, never by a create_ex thread (it may outlive its call). */
+static int32_t log_ready(km_manager *m, int32_t status)
+{
+    if (status == KM_OK)
+        log_msg(KM_LOG_INFO, NULL, "pkcs11: %s (slot %lu) ready via %s, AES mode %s, %u sessions max",
+                m->token_desc, (unsigned long)p11_pool_slot(&m->pool), m->cfg.module,
+                m->aes == AES_GCM ? "GCM" : m->aes == AES_KWP ? "KWP" : "unavailable",
+                m->cfg.max_sessions);
+    return status;
+}
+
+static int32_t mgr_create(const char *config_json, size_t config_len, km_manager **out,
+                          char **error)
+{
+    int32_t status = build_manager(config_json, config_len, out, error);
+    return log_ready(*out, status);
+}
+
+/* ---- create_ex: create within a deadline ---------------------------------
+ * No PKCS#11 call can be interrupted, and create loads the module, finds the
+ * token and logs in: against a remote HSM each can block. So with a deadline
+ * the work runs in its own thread; when the deadline comes first the caller
+ * answers DEADLINE_EXCEEDED and abandons the job, and the thread, once the
+ * module answers, destroys what it built. */
+typedef struct create_job {
+    pthread_mutex_t lock;
+    pthread_cond_t done_cv;
+    int done, abandoned;
+    char *config; /* a copy: the host's buffer is valid only during the call */
+    size_t config_len;
+    km_manager *mgr;
+    int32_t status;
+    char *error;
+} create_job;
+
+static void job_free(create_job *j)
+{
+    OPENSSL_cleanse(j->config, j->config_len); /* the config may hold the PIN */
+    free(j->config);
+    pthread_cond_destroy(&j->done_cv);
+    pthread_mutex_destroy(&j->lock);
+    free(j);
+}
+
+static void *create_thread(void *arg)
+{
+    create_job *j = arg;
+    quiet = 1;
+    km_manager *m = NULL;
+    char *err = NULL;
+    int32_t st = build_manager(j->config, j->config_len, &m, &err);
+    pthread_mutex_lock(&j->lock);
+    int abandoned = j->abandoned;
+    j->mgr = m;
+    j->status = st;
+    j->error = err;
+    j->done = 1;
+    pthread_cond_signal(&j->done_cv);
+    pthread_mutex_unlock(&j->lock);
+    if (abandoned) {
+        mgr_destroy(m);
+        free(err);
+        job_free(j);
+    }
+    return NULL;
+}
+
+static int32_t mgr_create_ex(const km_call_ctx *ctx, const char *config_json, size_t config_len,
+                             km_manager **out, char **error)
+{
+    struct timespec deadline;
+    int has_deadline;
+    deadline_from(ctx, &deadline, &has_deadline);
+    if (!has_deadline)
+        return mgr_create(config_json, config_len, out, error);
+    *out = NULL;
+    create_job *j = calloc(1, sizeof *j);
+    if (!j || !(j->config = malloc(config_len ? config_len : 1))) {
+        free(j);
+        return set_error(error, KM_ERR_INTERNAL, "pkcs11: out of memory");
+    }
+    memcpy(j->config, config_json, config_len);
+    j->config_len = config_len;
+    pthread_mutex_init(&j->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* deadline_from's clock */
+    pthread_cond_init(&j->done_cv, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_t t;
+    if (pthread_create(&t, NULL, create_thread, j) != 0) {
+        job_free(j);
+        return set_error(error, KM_ERR_UNAVAILABLE, "pkcs11: cannot start a thread for create");
+    }
+    pthread_mutex_lock(&j->lock);
+    int rc = 0;
+    while (!j->done && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&j->done_cv, &j->lock, &deadline);
+    if (!j->done) {
+        j->abandoned = 1; /* the thread cleans up when the module answers */
+        pthread_mutex_unlock(&j->lock);
+        pthread_detach(t);
+        return set_error(error, KM_ERR_DEADLINE_EXCEEDED,
+                         "pkcs11: create did not finish within %u ms (module load, token lookup or "
+                         "login still running)", ctx->timeout_ms);
+    }
+    pthread_mutex_unlock(&j->lock);
+    pthread_join(t, NULL); /* joined, not detached: no thread of ours runs after we return */
+    int32_t st = j->status;
+    *out = j->mgr;
+    if (error)
+        *error = j->error;
+    else
+        free(j->error);
+    job_free(j);
+    return log_ready(*out, st);
 }
 
 static const km_manager_ops pkcs11_ops = {
@@ -658,6 +779,7 @@ static const km_factory pkcs11_factory = {
                     KM_CAP_PROBE,
     .create = mgr_create,
     .ops = &pkcs11_ops,
+    .create_ex = mgr_create_ex,
 };
 
 static const km_factory *const pkcs11_factories[] = {&pkcs11_factory};
