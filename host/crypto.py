@@ -3,6 +3,7 @@
 - RSA: OAEP with SHA-1 and MGF1-SHA-1.
 - EC: ephemeral ECDH on the key's curve, HKDF-SHA256 (salt SHA-256("TDF"),
   no info, 32 bytes), AES-256-GCM: `nonce(12) || ciphertext || tag(16)`.
+- ML-KEM and the ML-KEM + EC hybrids: host.kem.
 """
 
 from __future__ import annotations
@@ -16,11 +17,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from host import kem
 from host.errors import CryptoError, InvalidArgument
 
 RSA_BITS = {"rsa:2048": 2048, "rsa:4096": 4096}
 EC_CURVES = {"ec:secp256r1": ec.SECP256R1, "ec:secp384r1": ec.SECP384R1, "ec:secp521r1": ec.SECP521R1}
-ALGORITHMS = tuple(RSA_BITS) + tuple(EC_CURVES)
+KEMS = kem.KEMS
+ALGORITHMS = tuple(RSA_BITS) + tuple(EC_CURVES) + tuple(KEMS)
+# The key access object `type` a client writes for a key of each algorithm.
+KAO_TYPES = {**{a: "wrapped" for a in RSA_BITS}, **{a: "ec-wrapped" for a in EC_CURVES},
+             **{a: k.kao_type for a, k in KEMS.items()}}
 TDF_SALT = hashlib.sha256(b"TDF").digest()
 OAEP_SHA1 = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
 
@@ -39,22 +45,20 @@ def generate_private_key(algorithm: str):
     check_algorithm(algorithm)
     if algorithm in RSA_BITS:
         return rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS[algorithm])
+    if algorithm in KEMS:
+        return kem.generate(KEMS[algorithm])
     return ec.generate_private_key(EC_CURVES[algorithm]())
 
 
-def private_pem(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
-def public_pem(key) -> str:
-    pub = key.public_key() if hasattr(key, "public_key") else key
-    return pub.public_bytes(serialization.Encoding.PEM,
-                            serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+private_pem = kem.private_pem  # PKCS#8 for every key type (the hybrids written by host.kem)
+public_pem = kem.public_pem    # SPKI for every key type
 
 
 def _check_matches(key, algorithm: str, what: str) -> None:
-    if algorithm in RSA_BITS:
+    if algorithm in KEMS or kem.kem_of(key) is not None:
+        if kem.kem_of(key) is not KEMS.get(algorithm):
+            raise InvalidArgument(f"{what} is not an {algorithm} key")
+    elif algorithm in RSA_BITS:
         if not isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)) or key.key_size != RSA_BITS[algorithm]:
             raise InvalidArgument(f"{what} is not an {algorithm} key")
     elif not isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) \
@@ -71,7 +75,9 @@ def load_private_pem(pem: bytes | str, algorithm: str, what: str = "private key 
     try:
         key = serialization.load_pem_private_key(data, password=None, unsafe_skip_rsa_key_validation=authenticated)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise InvalidArgument(f"{what} does not parse as an unencrypted PEM private key") from None
+        key = kem.load_hybrid_private(data, what)  # composite-KEM OIDs, which OpenSSL does not know
+        if key is None:
+            raise InvalidArgument(f"{what} does not parse as an unencrypted PEM private key") from None
     _check_matches(key, algorithm, what)
     return key
 
@@ -81,7 +87,9 @@ def load_public_pem(pem: bytes | str, algorithm: str, what: str = "public key PE
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise InvalidArgument(f"{what} does not parse as a PEM public key") from None
+        key = kem.load_hybrid_public(data, what)
+        if key is None:
+            raise InvalidArgument(f"{what} does not parse as a PEM public key") from None
     _check_matches(key, algorithm, what)
     return key
 

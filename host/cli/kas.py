@@ -79,7 +79,7 @@ def public_key(platform, kas_ref, kid, algorithm, as_json):
 @click.option("--out", "out_path", required=True, help="Where to write the wrapped-key JSON.")
 @click.pass_obj
 def wrap(platform, kas_ref, kid, algorithm, in_path, out_path):
-    """Client side: encrypt a DEK to a KAS public key (RSA-OAEP, or EC with an ephemeral key)."""
+    """Client side: encrypt a DEK to a KAS public key (RSA-OAEP, EC with an ephemeral key, or ML-KEM / hybrid)."""
     dek = _read(in_path, "--in")
     if not dek:
         raise click.BadParameter(f"{in_path} is empty", param_hint="--in")
@@ -89,6 +89,8 @@ def wrap(platform, kas_ref, kid, algorithm, in_path, out_path):
     if crypto.is_ec(key.algorithm):
         wrapped, eph = crypto.ec_wrap(pub, dek)
         doc["ephemeral_public_key"] = eph
+    elif key.algorithm in crypto.KEMS:  # OpenTDF's envelope, the ephemeral part inside it
+        wrapped = crypto.kem.wrap(pub, crypto.KEMS[key.algorithm], dek)
     else:
         wrapped = crypto.rsa_wrap(pub, dek)
     doc["wrapped_key"] = base64.b64encode(wrapped).decode()

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import click
 
+from host import crypto
 from host.cli import kas_registry
 from host.cli.output import base_key_json, echo_json, echo_page_footer, echo_table, format_labels, key_json, pagination
 
-ALGORITHMS = ["rsa:2048", "rsa:4096", "ec:secp256r1", "ec:secp384r1", "ec:secp521r1"]
+ALGORITHMS = list(crypto.ALGORITHMS)
 MODES = ["local", "provider", "remote", "public_key"]
 
 

@@ -6,7 +6,8 @@
       `keyAccess` + `policy`
     per policy: the access decision hook (host.kas.decision)
     per key access object (one failing never fails the others):
-      standard TDF ("wrapped" RSA-OAEP, "ec-wrapped" ECDH + ephemeralPublicKey):
+      standard TDF ("wrapped" RSA-OAEP, "ec-wrapped" ECDH + ephemeralPublicKey, "mlkem-wrapped"
+      and "hybrid-wrapped" with the KEM ciphertext inside wrappedKey, host.kem):
         kid -> KAS key; DEK = KeyService unwrap (the key's manager does the work);
         policy binding HMAC-SHA256(key=DEK, msg=policy body as sent, base64)
         == base64-decoded binding (raw, or hex as otdf SDKs write it), in
@@ -59,7 +60,8 @@ log = logging.getLogger("platform.kas")
 
 MAX_POLICIES = 64
 MAX_KAOS = 256
-MAX_WRAPPED_KEY_BYTES = 1024
+MAX_WRAPPED_KEY_BYTES = 2048   # the largest: hybrid P-384 + ML-KEM-1024 with a 32-byte DEK, 1735 bytes
+KAO_TYPES = frozenset(crypto.KAO_TYPES.values())
 MAX_KIDLESS_KEYS = 8   # keys tried for an object without kid: each try is one private-key operation
 LEGACY_NANO_KID = "e1"
 STATUS_PERMIT, STATUS_FAIL = "permit", "fail"
@@ -250,8 +252,9 @@ class Rewrapper:
     # ---- standard TDF --------------------------------------------------------
     def _tdf_dek(self, kao: dict, policy_body, ctx, keys: dict | None = None) -> bytes:
         kind = kao.get("type", "wrapped")
-        if kind not in ("wrapped", "ec-wrapped"):
-            raise errors.InvalidArgument(f"key access object type must be wrapped or ec-wrapped, got {str(kind)[:32]!r}")
+        if kind not in KAO_TYPES:
+            raise errors.InvalidArgument(f"key access object type must be one of {', '.join(sorted(KAO_TYPES))}, "
+                                         f"got {str(kind)[:32]!r}")
         if kao.get("protocol", "kas") != "kas":
             raise errors.InvalidArgument("key access object protocol must be kas")
         if not isinstance(policy_body, str) or not policy_body:
@@ -265,14 +268,19 @@ class Rewrapper:
             ephemeral = kao.get("ephemeralPublicKey")
             if not isinstance(ephemeral, str) or not ephemeral.strip():
                 raise errors.InvalidArgument("an ec-wrapped key access object needs ephemeralPublicKey (PEM)")
+        elif kind != "wrapped" and kao.get("ephemeralPublicKey"):  # as OpenTDF: the KEM types carry none
+            raise errors.InvalidArgument(f"a {kind} key access object carries its ephemeral key inside wrappedKey: "
+                                         "ephemeralPublicKey must be absent")
         kid = kao.get("kid")
         if kid is None or kid == "":
+            if kind not in ("wrapped", "ec-wrapped"):  # OpenTDF's SDKs always name the KEM key
+                raise errors.InvalidArgument(f"a {kind} key access object must name its key (kid)")
             dek = self._kidless_dek(wrapped, ephemeral, ctx)
         else:
             key = keys.get(kid) if keys and isinstance(kid, str) else None
             if key is None:
                 key = self._key(kid)
-            if crypto.is_ec(key.algorithm) != (kind == "ec-wrapped"):
+            if crypto.KAO_TYPES[key.algorithm] != kind:
                 raise errors.InvalidArgument(f"key {key.key_id!r} is {key.algorithm}: key access object type "
                                              f"{kind} does not fit it")
             try:

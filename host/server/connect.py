@@ -37,7 +37,7 @@ from host import metrics
 from host.errors import (DeadlineExceeded, Internal, InvalidArgument, PlatformError, Unauthenticated,
                          Unimplemented)
 from host.managers.base import CallContext
-from host.server import logs
+from host.server import convert, logs
 from host.server.limits import ServerLimits
 from host.server.rsgi import RequestHeaders
 
@@ -279,6 +279,7 @@ class ConnectApp:
             violations = self._validator.collect_violations(message)
         except Exception:  # a rule that cannot be evaluated is our bug, not the caller's
             raise Internal("request validation failed to evaluate") from None
+        violations = [v for v in violations if not convert.newer_enum_value(v)]
         if violations:
             raise InvalidArgument("; ".join(_violation_text(v) for v in violations))
 

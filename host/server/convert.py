@@ -1,7 +1,9 @@
 """Between OpenTDF's proto messages and the host's records and strings, in one place.
 
 Enums: KeyMode <-> "local" | "provider" | "remote" | "public_key";
-Algorithm <-> "rsa:2048" | "rsa:4096" | "ec:secp256r1" | "ec:secp384r1" | "ec:secp521r1";
+Algorithm <-> "rsa:2048" | "rsa:4096" | "ec:secp256r1" | "ec:secp384r1" | "ec:secp521r1" |
+"hpqt:secp256r1-mlkem768" (7) | "hpqt:secp384r1-mlkem1024" (8) | "mlkem:768" (20) | "mlkem:1024" (21);
+KasPublicKeyAlgEnum likewise (11, 12, 20, 21 for the post-quantum ones);
 KeyStatus <-> "active" | "rotated". Pagination follows OpenTDF: limit 0 means
 the default, next_offset 0 means there is no next page (page sizes: the store's
 host.store.validation.list_limits).
@@ -25,13 +27,47 @@ KEY_MODES = {
     objects_pb2.KEY_MODE_REMOTE: "remote",
     objects_pb2.KEY_MODE_PUBLIC_KEY_ONLY: "public_key",
 }
+# OpenTDF's objects.proto numbers that the 0.11.0 protos we load lack. Proto3 enums are open, so
+# messages carry them as plain numbers (protojson: the number, not the name).
+ALGORITHM_MLKEM_768, ALGORITHM_MLKEM_1024 = 20, 21
+KAS_PUBLIC_KEY_ALG_ENUM_MLKEM_768, KAS_PUBLIC_KEY_ALG_ENUM_MLKEM_1024 = 20, 21
 ALGORITHMS = {
     objects_pb2.ALGORITHM_RSA_2048: "rsa:2048",
     objects_pb2.ALGORITHM_RSA_4096: "rsa:4096",
     objects_pb2.ALGORITHM_EC_P256: "ec:secp256r1",
     objects_pb2.ALGORITHM_EC_P384: "ec:secp384r1",
     objects_pb2.ALGORITHM_EC_P521: "ec:secp521r1",
+    objects_pb2.ALGORITHM_HPQT_SECP256R1_MLKEM768: "hpqt:secp256r1-mlkem768",
+    objects_pb2.ALGORITHM_HPQT_SECP384R1_MLKEM1024: "hpqt:secp384r1-mlkem1024",
+    ALGORITHM_MLKEM_768: "mlkem:768",
+    ALGORITHM_MLKEM_1024: "mlkem:1024",
 }
+KAS_PUBLIC_KEY_ALGS = {
+    objects_pb2.KAS_PUBLIC_KEY_ALG_ENUM_RSA_2048: "rsa:2048",
+    objects_pb2.KAS_PUBLIC_KEY_ALG_ENUM_RSA_4096: "rsa:4096",
+    objects_pb2.KAS_PUBLIC_KEY_ALG_ENUM_EC_SECP256R1: "ec:secp256r1",
+    objects_pb2.KAS_PUBLIC_KEY_ALG_ENUM_EC_SECP384R1: "ec:secp384r1",
+    objects_pb2.KAS_PUBLIC_KEY_ALG_ENUM_EC_SECP521R1: "ec:secp521r1",
+    objects_pb2.KAS_PUBLIC_KEY_ALG_ENUM_HPQT_SECP256R1_MLKEM768: "hpqt:secp256r1-mlkem768",
+    objects_pb2.KAS_PUBLIC_KEY_ALG_ENUM_HPQT_SECP384R1_MLKEM1024: "hpqt:secp384r1-mlkem1024",
+    KAS_PUBLIC_KEY_ALG_ENUM_MLKEM_768: "mlkem:768",
+    KAS_PUBLIC_KEY_ALG_ENUM_MLKEM_1024: "mlkem:1024",
+}
+# The algorithm fields whose "defined values" rules (protovalidate, from the 0.11.0 protos) do not
+# know the numbers above yet.
+_NEWER_ENUM_VALUES = {ALGORITHM_MLKEM_768, ALGORITHM_MLKEM_1024,
+                      KAS_PUBLIC_KEY_ALG_ENUM_MLKEM_768, KAS_PUBLIC_KEY_ALG_ENUM_MLKEM_1024}
+_ALGORITHM_FIELDS = {"key_algorithm", "algorithm", "alg"}
+_DEFINED_RULES = {"key_algorithm_defined", "enum.defined_only"}
+
+
+def newer_enum_value(violation) -> bool:
+    """True when a validation violation says only that an algorithm number is newer than our
+    protos (ALGORITHM_MLKEM_768 and friends): OpenTDF's current protos define it."""
+    proto = violation.proto
+    elements = proto.field.elements if proto.field is not None else ()
+    return (proto.rule_id in _DEFINED_RULES and violation.field_value in _NEWER_ENUM_VALUES
+            and bool(elements) and elements[-1].field_name in _ALGORITHM_FIELDS)
 KEY_STATUSES = {
     objects_pb2.KEY_STATUS_ACTIVE: "active",
     objects_pb2.KEY_STATUS_ROTATED: "rotated",

@@ -132,6 +132,9 @@ class KeyLifecycle:
                                              f"provider config (resource relation invalid)") from None
         elif provider_config_id:
             raise errors.InvalidArgument(f"mode {mode} must not have a provider config (remove --provider-config-id)")
+        if mode == "remote" and algorithm in crypto.KEMS:
+            raise errors.InvalidArgument(f"mode remote is not available for {algorithm} keys: the plugin ABI carries "
+                                         f"no KEM decapsulation yet (use local or provider mode)")
         if mode in ("remote", "public_key") and (private_key_pem or wrapped_key):
             raise errors.InvalidArgument(f"mode {mode} keeps no private key here; remove the private key "
                                          f"(private_key_ctx.wrapped_key / --private-key-pem)")

@@ -223,8 +223,13 @@ class UnwrapPath:
             return crypto.aes_gcm_open(crypto.derive_wrap_key(shared), wrapped)
         mode = key.mode
         if mode == "local" or mode == "provider":
+            kem = crypto.KEMS.get(key.algorithm)  # one dict probe on the RSA path
+            if kem is not None:
+                return crypto.kem.unwrap(self.private_key(key, ctx), kem, wrapped)
             return crypto.rsa_unwrap(self.private_key(key, ctx), wrapped)
         if mode == "remote":
+            if key.algorithm in crypto.KEMS:
+                raise _remote_kem(key)
             manager = self.manager_for(key)
             remote_id = (key.private_key_ctx or {}).get("key_id", "")
             return self._call(key.provider_config.manager, "unwrap", key.provider_config.id, manager.unwrap,
@@ -264,6 +269,11 @@ def _host_authored(fn) -> bool:
     owner = getattr(fn, "__self__", None)
     inner = getattr(owner, "manager", owner)
     return bool(getattr(inner, "host_authored_errors", False))
+
+
+def _remote_kem(key) -> errors.Unimplemented:
+    return errors.Unimplemented(f"key {key.key_id!r} is a remote {key.algorithm} key: the plugin ABI carries no "
+                                f"KEM decapsulation yet (use local or provider mode)")
 
 
 def _public_key_only(key) -> errors.FailedPrecondition:

@@ -32,7 +32,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 STATUSES = ("active", "rotated")
 MODES = ("local", "provider", "remote", "public_key")
-ALGORITHMS = ("rsa:2048", "rsa:4096", "ec:secp256r1", "ec:secp384r1", "ec:secp521r1")
+ALGORITHMS = ("rsa:2048", "rsa:4096", "ec:secp256r1", "ec:secp384r1", "ec:secp521r1",
+              "mlkem:768", "mlkem:1024", "hpqt:secp256r1-mlkem768", "hpqt:secp384r1-mlkem1024")  # 0005
 
 # Deterministic constraint names, so migrations can refer to them on every backend.
 NAMING = {

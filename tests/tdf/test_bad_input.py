@@ -214,7 +214,7 @@ def test_expired_token_is_unauthenticated(basic_kas):
 @pytest.mark.parametrize("mutate, error", [
     (lambda k: k.update(wrappedKey="not base64!"), "invalid_argument: wrappedKey is not valid base64"),
     (lambda k: k.pop("policyBinding"), "invalid_argument: policyBinding is required"),
-    (lambda k: k.update(type="remote-wrapped"), "invalid_argument: key access object type must be wrapped or ec-wrapped"),
+    (lambda k: k.update(type="remote-wrapped"), "invalid_argument: key access object type must be one of ec-wrapped, hybrid-wrapped, mlkem-wrapped, wrapped"),
     (lambda k: k.update(type="ec-wrapped"), "invalid_argument: an ec-wrapped key access object needs ephemeralPublicKey"),
     (lambda k: k.update(kid=["r1"]), "invalid_argument: kid must be a string"),
     (lambda k: k.update(policyBinding={"alg": "HS256", "hash": "AAAA"}), "invalid_argument: policyBinding.hash must hold"),
