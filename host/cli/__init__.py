@@ -1,6 +1,7 @@
 """The `platform` command: global options, then one module per command group.
 
     platform [--key-manager-plugin PATH ...] [--db URL] [--root-key-file F] COMMAND
+    platform --host URL [--with-access-token T | --with-client-creds-file F] policy ...
 
 Groups mirror otdfctl: `policy keymanagement provider ...`,
 `policy kas-registry ...`, plus `kas`, `plugins`, `db` and `serve`.
@@ -70,10 +71,18 @@ def _load_config_file(ctx: click.Context, _param, path: str | None) -> None:
               help="Policy database URL (default: sqlite:///.platform/platform.db). Also PLATFORM_DB_URL.")
 @click.option("--root-key-file", type=click.Path(dir_okay=False), envvar="PLATFORM_ROOT_KEY_FILE", default=None,
               help="File holding the 64-hex-char root key (or set PLATFORM_ROOT_KEY).")
+@click.option("--host", "api_host", envvar="PLATFORM_HOST", default=None, metavar="URL",
+              help="Drive a running platform over its API (as otdfctl) instead of the database. Also PLATFORM_HOST.")
+@click.option("--with-access-token", "access_token", default=None, metavar="TOKEN",
+              help="With --host: the bearer token to send (never printed).")
+@click.option("--with-client-creds-file", "creds_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help='With --host: JSON {"clientId", "clientSecret"}; a token is fetched from the platform\'s issuer.')
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.pass_context
-def main(ctx: click.Context, plugins, legacy_factories, db_url, root_key_file, verbose):
+def main(ctx: click.Context, plugins, legacy_factories, db_url, root_key_file, api_host, access_token, creds_file,
+         verbose):
     """KAS key-manager platform."""
+    _api_target(ctx, api_host, access_token, creds_file)
     paths = list(plugins) + _split_env_paths(os.environ.get("PLATFORM_KEY_MANAGER_PLUGINS"))
     if not paths and "config_file" in ctx.meta:  # the file's plugins only when neither flag nor env names any
         paths = list(ctx.meta["config_file"].plugins)
@@ -85,6 +94,23 @@ def main(ctx: click.Context, plugins, legacy_factories, db_url, root_key_file, v
     settings = Settings(plugin_paths=tuple(paths), db_url=db_url, root_key_file=root_key_file, verbosity=verbose)
     ctx.obj = Platform(settings)
     ctx.call_on_close(ctx.obj.close)
+
+
+def _api_target(ctx: click.Context, api_host, access_token, creds_file) -> None:
+    """Where `policy ...` goes (host.cli.remote): --host, or the database (--db, the default)."""
+    from click.core import ParameterSource
+
+    if api_host is None:
+        if access_token or creds_file:
+            raise click.UsageError("--with-access-token and --with-client-creds-file need --host")
+        return
+    if ctx.get_parameter_source("db_url") == ParameterSource.COMMANDLINE:
+        raise click.UsageError("give --host (the API) or --db (the database), not both")
+    if access_token and creds_file:
+        raise click.UsageError("give --with-access-token or --with-client-creds-file, not both")
+    if "://" not in api_host:
+        api_host = f"https://{api_host}"  # as otdfctl: a bare host name is https
+    ctx.meta["api_target"] = {"host": api_host, "token": access_token, "creds_file": creds_file}
 
 
 def _parse_legacy_factories(value: str) -> list[str]:

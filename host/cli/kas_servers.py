@@ -3,17 +3,20 @@
 Named kas_servers (not kas_registry) because `host.cli.kas_registry` is the
 click group this module attaches to; a submodule of that name would shadow it.
 
-(The `key` subgroup of kas-registry lives with the key service commands.)
+(The `key` subgroup of kas-registry lives with the key service commands.) Every call
+goes through host.cli.remote (the API, or its handlers in this process).
 """
 
 from __future__ import annotations
 
 import click
 
-from host.cli import kas_registry
+from host.cli import kas_registry, records
+from host.cli.remote import api
 from host.cli.output import echo_fields, echo_json, echo_page_footer, echo_table, format_labels, pagination, \
     parse_labels, rfc3339
 from host.errors import InvalidArgument
+from host.server.protos import common_pb2, kasregistry_pb2 as kr
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the OpenTDF JSON shape.")
 
@@ -40,7 +43,11 @@ def echo_kas(kas, as_json: bool) -> None:
 @click.pass_obj
 def create(platform, uri, name, labels, as_json):
     """Register a Key Access Server."""
-    echo_kas(platform.store.kas.create(uri, name, parse_labels(labels)), as_json)
+    req = kr.CreateKeyAccessServerRequest(uri=records.text(uri, "uri"), name=records.text(name, "name"))
+    label_map = parse_labels(labels)
+    if label_map is not None:
+        req.metadata.labels.update(label_map)
+    echo_kas(records.kas(api().kr("CreateKeyAccessServer", req).key_access_server), as_json)
 
 
 @kas_registry.command("update")
@@ -56,8 +63,13 @@ def update(platform, id_, uri, name, labels, force_replace_labels, as_json):
     label_map = parse_labels(labels)
     if force_replace_labels and label_map is None:
         label_map = {}
-    echo_kas(platform.store.kas.update(id_, uri=uri, name=name, labels=label_map,
-                                       extend_labels=not force_replace_labels), as_json)
+    req = kr.UpdateKeyAccessServerRequest(id=id_, uri=records.text(uri, "uri"), name=records.text(name, "name"))
+    if label_map is not None:
+        req.metadata.labels.update(label_map)
+        req.metadata.SetInParent()  # an empty REPLACE clears the labels
+        req.metadata_update_behavior = (common_pb2.METADATA_UPDATE_ENUM_REPLACE if force_replace_labels
+                                        else common_pb2.METADATA_UPDATE_ENUM_EXTEND)
+    echo_kas(records.kas(api().kr("UpdateKeyAccessServer", req).key_access_server), as_json)
 
 
 @kas_registry.command("delete")
@@ -69,7 +81,15 @@ def delete(platform, id_, force, as_json):
     """Delete a KAS that holds no keys."""
     if not force:
         click.confirm(f"Delete KAS {id_}?", abort=True)
-    echo_kas(platform.store.kas.delete(id_), as_json)
+    echo_kas(records.kas(api().kr("DeleteKeyAccessServer", kr.DeleteKeyAccessServerRequest(id=id_))
+                         .key_access_server), as_json)
+
+
+def get_kas(ref: str, id_=None, uri=None, name=None) -> records.Kas:
+    """A KAS by the field a flag names, or by the shape of a bare REF (UUID, URL or name)."""
+    ident = {"kas_id": id_} if id_ else {"uri": uri} if uri else {"name": name} if name else \
+        records.kas_identifier(ref)
+    return records.kas(api().kr("GetKeyAccessServer", kr.GetKeyAccessServerRequest(**ident)).key_access_server)
 
 
 @kas_registry.command("get")
@@ -84,7 +104,7 @@ def get(platform, ref, id_, uri, name, as_json):
     given = [v for v in (ref, id_, uri, name) if v is not None]
     if len(given) != 1:
         raise InvalidArgument("give exactly one of REF, --id, --uri or --name")
-    kas = platform.store.kas.get(given[0])
+    kas = get_kas(given[0], id_=id_, uri=uri, name=name)
     # A flag says what the value is; do not let e.g. --name match another KAS's URI.
     for flag, value, actual in (("--id", id_, kas.id), ("--uri", uri, kas.uri), ("--name", name, kas.name)):
         if value is not None and value != actual and not (flag == "--id" and value.lower() == actual):
@@ -99,7 +119,8 @@ def get(platform, ref, id_, uri, name, as_json):
 @click.pass_obj
 def list_(platform, limit, offset, as_json):
     """List registered Key Access Servers."""
-    items, total = platform.store.kas.list(limit=limit, offset=offset)
+    resp = api().kr("ListKeyAccessServers", kr.ListKeyAccessServersRequest(pagination=records.page(limit, offset)))
+    items, total = [records.kas(k) for k in resp.key_access_servers], resp.pagination.total
     if as_json:
         echo_json({"key_access_servers": [kas_json_doc(k) for k in items],
                    "pagination": pagination(offset, len(items), total)})

@@ -10,16 +10,29 @@
     unsafe delete --id --key-id --kas-uri
 
 `--public-key-pem` is base64 of the PEM as otdfctl takes it (a raw PEM or a
-file holding one works too). Every rule is the key service's.
+file holding one works too). Every rule is the key service's: the commands
+send OpenTDF's requests through host.cli.remote (the API, or its handlers in
+this process). As otdfctl, the new key pair is made here and its private key
+wrapped before it is sent (see key_contexts).
 """
 
 from __future__ import annotations
 
+import base64
+
 import click
 
 from host import crypto
-from host.cli import kas_registry
+from host import crypto, errors
+from host.cli import kas_registry, records
 from host.cli.output import base_key_json, echo_json, echo_page_footer, echo_table, format_labels, key_json, pagination
+from host.cli.remote import api
+from host.managers.base import CallContext
+from host.server import convert
+from host.server.protos import common_pb2, key_management_pb2 as km, kasregistry_pb2 as kr, objects_pb2
+from host.service.keys import DEFAULT_ROOT_KEY_ID, normalize_mode, pem_base64, pem_text
+
+MANAGER_TIMEOUT_S = 30.0
 
 ALGORITHMS = list(crypto.ALGORITHMS)
 MODES = ["local", "provider", "remote", "public_key"]
@@ -98,13 +111,115 @@ def _create_options(f):
     return f
 
 
+def key_contexts(platform, mode: str, algorithm: str, wrapping_key_id, wrapping_key, provider_config_id,
+                 public_key_pem, private_key_pem):
+    """(public_key_ctx, private_key_ctx or None) of a CreateKey/RotateKey, made as otdfctl makes them:
+    the private key is generated (or read) here and wrapped before it leaves this process, in local
+    mode by --wrapping-key (default: this process's root key), in provider mode by the provider
+    config's manager built here (its plugin must be loaded: --key-manager-plugin). The server checks
+    all of it; nothing here decides whether a key is acceptable."""
+    mode = normalize_mode(mode)
+    public = objects_pb2.PublicKeyCtx(pem=public_key_pem or "")
+    if private_key_pem and mode in ("remote", "public_key"):  # never send it anywhere
+        raise errors.InvalidArgument(f"mode {mode} keeps no private key here; remove --private-key-pem")
+    if mode == "public_key":
+        return public, None
+    if wrapping_key and mode != "local":
+        raise errors.InvalidArgument("--wrapping-key applies to local mode only")
+    if mode == "remote":
+        if not public_key_pem and provider_config_id:
+            public.pem = pem_base64(_manager_call(platform, provider_config_id,
+                                                  lambda m, ctx: m.public_key(wrapping_key_id or "", ctx)))
+        return public, (objects_pb2.PrivateKeyCtx(key_id=wrapping_key_id) if wrapping_key_id else None)
+    private = crypto.load_private_pem(private_key_pem, algorithm) if private_key_pem else \
+        crypto.generate_private_key(algorithm)
+    pem = crypto.private_pem(private)
+    if not public_key_pem:
+        public.pem = pem_base64(crypto.public_pem(private))
+    if mode == "local":
+        root = _wrapping_root_key(platform, wrapping_key)
+        key_id, wrapped = wrapping_key_id or DEFAULT_ROOT_KEY_ID, root.encrypt(pem)
+    else:
+        key_id = wrapping_key_id or ""
+        wrapped = b"" if not provider_config_id else \
+            _manager_call(platform, provider_config_id, lambda m, ctx: m.wrap(key_id, pem, ctx))
+    return public, objects_pb2.PrivateKeyCtx(key_id=key_id, wrapped_key=base64.b64encode(wrapped).decode("ascii"))
+
+
+def _wrapping_root_key(platform, wrapping_key):
+    from host.rootkey import RootKey
+
+    if wrapping_key:
+        return RootKey.from_hex(wrapping_key, "--wrapping-key")
+    if platform.root_key is None:
+        raise errors.FailedPrecondition("local mode wraps the new private key with the platform's root key: give it "
+                                        "as --wrapping-key (hex), or set PLATFORM_ROOT_KEY / --root-key-file")
+    return platform.root_key
+
+
+def _manager_call(platform, provider_config_id: str, fn):
+    """fn(manager, ctx) on the provider config's manager, built in this process from the stored config."""
+    pc = api().km("GetProviderConfig", km.GetProviderConfigRequest(id=provider_config_id)).provider_config
+    manager = platform.registry.build(pc.manager, bytes(pc.config_json))
+    try:
+        return fn(manager, CallContext.with_timeout(MANAGER_TIMEOUT_S))
+    finally:
+        manager.close()
+
+
+def kas_id(ref: str | None) -> str:
+    """The id of --kas (id, uri or name); without --kas, of the only registered KAS."""
+    if ref:
+        resp = api().kr("GetKeyAccessServer", kr.GetKeyAccessServerRequest(**records.kas_identifier(ref)))
+        return resp.key_access_server.id
+    resp = api().kr("ListKeyAccessServers", kr.ListKeyAccessServersRequest(pagination=records.page(2, 0)))
+    if resp.pagination.total == 1:
+        return resp.key_access_servers[0].id
+    if resp.pagination.total == 0:
+        raise errors.FailedPrecondition("no KAS is registered; create one with `platform policy kas-registry create`")
+    raise errors.InvalidArgument("several KAS are registered; name one with --kas (id, uri or name)")
+
+
+def find_key(ref: str, kas: str | None = None) -> records.Key:
+    """otdfctl's --key: the key's UUID, or its key id (on --kas when several KAS hold it)."""
+    from host.store.validation import is_uuid
+
+    if is_uuid(ref):
+        try:
+            return records.key(api().kr("GetKey", kr.GetKeyRequest(id=ref)).kas_key)
+        except errors.NotFound:
+            pass  # a key id may look like a UUID
+    if kas:
+        ident = kr.KasKeyIdentifier(kid=ref, **records.kas_identifier(kas))
+        return records.key(api().kr("GetKey", kr.GetKeyRequest(key=ident)).kas_key)
+    found = [k for k in records.all_keys(api()) if k.key.key_id == ref]
+    if not found:
+        raise errors.NotFound(f"key {ref!r} not found")
+    if len(found) > 1:
+        raise errors.InvalidArgument(f"several KAS hold a key {ref!r}; name one with --kas")
+    return records.key(found[0])
+
+
+def _metadata(target, labels: dict[str, str] | None) -> None:
+    if labels:
+        target.metadata.labels.update(labels)
+
+
 def _create(platform, kas, key_id, algorithm, mode, wrapping_key_id, wrapping_key, provider_config_id,
             public_key_pem, private_key_pem, label, legacy, as_json):
-    k = platform.keys.create_key(kas, key_id, algorithm, mode, wrapping_key_id=wrapping_key_id,
-                                 wrapping_key=wrapping_key, provider_config_id=provider_config_id,
-                                 public_key_pem=_read_pem(public_key_pem), private_key_pem=_read_pem(private_key_pem),
-                                 labels=_labels(label), legacy=legacy)
-    _print_key(k, as_json)
+    public, private = key_contexts(platform, mode, algorithm, wrapping_key_id, wrapping_key, provider_config_id,
+                                   _read_pem(public_key_pem), _read_pem(private_key_pem))
+    req = kr.CreateKeyRequest(kas_id=kas_id(kas), key_id=key_id, key_algorithm=convert.algorithm_enum(algorithm),
+                              key_mode=_mode_enum(mode), public_key_ctx=public, legacy=legacy,
+                              provider_config_id=provider_config_id or "")
+    if private is not None:
+        req.private_key_ctx.CopyFrom(private)
+    _metadata(req, _labels(label))
+    _print_key(records.key(api().kr("CreateKey", req).kas_key), as_json)
+
+
+def _mode_enum(mode: str) -> int:
+    return {v: k for k, v in convert.KEY_MODES.items()}[normalize_mode(mode)]
 
 
 @key.command("create")
@@ -139,7 +254,7 @@ def get(platform, key_ref, kas, id_, key_id, as_json):
     given = [v for v in (key_ref, id_, key_id) if v]
     if len(given) != 1:
         raise click.UsageError("give --key (the key's UUID or key id)")
-    _print_key(platform.keys.find_key(given[0], kas=kas), as_json)
+    _print_key(find_key(given[0], kas=kas), as_json)
 
 
 @key.command("list")
@@ -152,7 +267,15 @@ def get(platform, key_ref, kas, id_, key_id, as_json):
 @click.pass_obj
 def list_(platform, kas, algorithm, legacy, limit, offset, as_json):
     """List keys with pagination, newest first."""
-    keys, total = platform.keys.list_keys(kas=kas, limit=limit, offset=offset, algorithm=algorithm, legacy=legacy)
+    req = kr.ListKeysRequest(pagination=records.page(limit, offset),
+                             key_algorithm=convert.algorithm_enum(algorithm) if algorithm else 0)
+    if kas:
+        ((field, value),) = records.kas_identifier(kas).items()
+        setattr(req, {"kas_id": "kas_id", "uri": "kas_uri", "name": "kas_name"}[field], value)
+    if legacy is not None:
+        req.legacy = legacy
+    resp = api().kr("ListKeys", req)
+    keys, total = [records.key(k) for k in resp.kas_keys], resp.pagination.total
     if as_json:
         echo_json({"kas_keys": [key_json(k) for k in keys], "pagination": pagination(offset, len(keys), total)})
         return
@@ -170,10 +293,13 @@ def list_(platform, kas, algorithm, legacy, limit, offset, as_json):
 def update(platform, id_, label, force_replace_labels, as_json):
     """Update a key's labels (nothing else of a key changes after creation)."""
     labels = _labels(label)
-    if not labels and not force_replace_labels:
-        _print_key(platform.keys.get_key(id=id_), as_json)
-        return
-    _print_key(platform.keys.update_key_labels(id_, labels, extend=not force_replace_labels), as_json)
+    req = kr.UpdateKeyRequest(id=id_)
+    if labels or force_replace_labels:
+        req.metadata.labels.update(labels)
+        req.metadata.SetInParent()  # an empty REPLACE clears the labels
+        req.metadata_update_behavior = (common_pb2.METADATA_UPDATE_ENUM_REPLACE if force_replace_labels
+                                        else common_pb2.METADATA_UPDATE_ENUM_EXTEND)
+    _print_key(records.key(api().kr("UpdateKey", req).kas_key), as_json)
 
 
 @key.command("rotate")
@@ -193,14 +319,24 @@ def update(platform, id_, label, force_replace_labels, as_json):
 def rotate(platform, old_key, kas, key_id, algorithm, mode, wrapping_key_id, wrapping_key, provider_config_id,
            public_key_pem, private_key_pem, label, as_json):
     """Replace a key: the new one (--key-id) becomes active, the old one (--key) still unwraps."""
-    old = platform.keys.find_key(old_key, kas=kas)
-    options = {"algorithm": algorithm, "mode": mode, "wrapping_key_id": wrapping_key_id, "wrapping_key": wrapping_key,
-               "public_key_pem": _read_pem(public_key_pem), "private_key_pem": _read_pem(private_key_pem)}
-    if provider_config_id:
-        options["provider_config_id"] = provider_config_id
+    old = find_key(old_key, kas=kas)
+    new_mode = normalize_mode(mode)
+    if new_mode in ("provider", "remote") and not provider_config_id and old.provider_config is not None:
+        provider_config_id = old.provider_config.id  # the old key's provider, unless another is named
+    same_home = new_mode == old.mode and provider_config_id == (old.provider_config.id if old.provider_config else None)
+    if wrapping_key_id is None and same_home and old.private_key_ctx and old.private_key_ctx.get("key_id"):
+        wrapping_key_id = old.private_key_ctx["key_id"]  # same manager and mode: the same wrapping key
+    public, private = key_contexts(platform, mode, algorithm, wrapping_key_id, wrapping_key, provider_config_id,
+                                   _read_pem(public_key_pem), _read_pem(private_key_pem))
+    new_key = kr.RotateKeyRequest.NewKey(key_id=key_id, algorithm=convert.algorithm_enum(algorithm),
+                                         key_mode=_mode_enum(mode), public_key_ctx=public,
+                                         provider_config_id=provider_config_id or "")
+    if private is not None:
+        new_key.private_key_ctx.CopyFrom(private)
     if label:
-        options["labels"] = _labels(label)
-    new, rotated = platform.keys.rotate_key(old.kas_id, old.key_id, key_id, **options)
+        _metadata(new_key, _labels(label))
+    resp = api().kr("RotateKey", kr.RotateKeyRequest(id=old.id, new_key=new_key))
+    new, rotated = records.key(resp.kas_key), records.key(resp.rotated_resources.rotated_out_key)
     if as_json:
         echo_json({"kas_key": key_json(new), "rotated_resources": {"rotated_out_key": key_json(rotated)}})
     else:
@@ -226,7 +362,14 @@ def _print_base(key, as_json: bool) -> None:
 @click.pass_obj
 def base_get(platform, as_json):
     """Show the base key."""
-    _print_base(platform.keys.base_key(), as_json)
+    resp = api().kr("GetBaseKey", kr.GetBaseKeyRequest())
+    if not resp.HasField("base_key"):
+        _print_base(None, as_json)
+    elif as_json:
+        _print_base(records.simple_key(resp.base_key), True)
+    else:  # the table shows the whole key
+        _print_base(records.key(api().kr("GetKey", kr.GetKeyRequest(key=kr.KasKeyIdentifier(
+            kas_id=resp.base_key.kas_id, kid=resp.base_key.public_key.kid))).kas_key), False)
 
 
 @base.command("set")
@@ -236,8 +379,10 @@ def base_get(platform, as_json):
 @click.pass_obj
 def base_set(platform, key_ref, kas, as_json):
     """Make an active key the base key."""
-    target = platform.keys.find_key(key_ref, kas=kas)
-    new, previous = platform.keys.set_base_key(id=target.id)
+    target = find_key(key_ref, kas=kas)
+    resp = api().kr("SetBaseKey", kr.SetBaseKeyRequest(id=target.id))
+    new = records.simple_key(resp.new_base_key)
+    previous = records.simple_key(resp.previous_base_key) if resp.HasField("previous_base_key") else None
     if as_json:
         echo_json({"new_base_key": base_key_json(new),
                    "previous_base_key": None if previous is None else base_key_json(previous)})
@@ -253,8 +398,10 @@ def base_set(platform, key_ref, kas, as_json):
 @click.pass_obj
 def list_mappings(platform, key_ref, kas, as_json):
     """Attributes, namespaces and values mapped to keys: none (this platform serves no attributes)."""
+    req = kr.ListKeyMappingsRequest()
     if key_ref:
-        platform.keys.find_key(key_ref, kas=kas)
+        req.id = find_key(key_ref, kas=kas).id
+    api().kr("ListKeyMappings", req)  # the server's answer is always empty (see the README)
     if as_json:
         echo_json({"key_mappings": [], "pagination": pagination(0, 0, 0)})
     else:
@@ -278,4 +425,7 @@ def unsafe_delete(platform, id_, key_id, kas_uri, force, as_json):
     if not force:
         click.confirm(f"Delete key {key_id!r} of {kas_uri} for good? Data wrapped to it becomes undecryptable",
                       abort=True)
-    _print_key(platform.keys.unsafe_delete_key(id_, key_id, kas_uri), as_json)
+    from host.server.kasregistry import unsafe_pb2
+
+    resp = api().unsafe("UnsafeDeleteKasKey", unsafe_pb2.UnsafeDeleteKasKeyRequest(id=id_, kid=key_id, kas_uri=kas_uri))
+    _print_key(records.key(resp.key), as_json)

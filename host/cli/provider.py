@@ -3,7 +3,8 @@
 Flags follow otdfctl (`--name/-n --manager/-m --config/-c --label/-l`,
 `--id/-i`); the seed document's spellings `provider-config` and
 `--config-json` work too. `--json` prints the OpenTDF JSON shape, with
-config_json as base64 of the stored bytes (protobuf JSON encoding).
+config_json as base64 of the stored bytes (protobuf JSON encoding). Every
+call goes through host.cli.remote (the API, or its handlers in this process).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import time
 
 import click
 
-from host.cli import keymanagement
+from host.cli import keymanagement, records
+from host.cli.remote import api
 from host.cli.output import echo_fields, echo_json, echo_page_footer, echo_table, format_labels, pagination, \
     parse_labels, rfc3339
-from host.errors import InvalidArgument, PlatformError
+from host.errors import InvalidArgument, NotFound, PlatformError
 from host.managers.base import CallContext
+from host.server.protos import common_pb2, key_management_pb2 as km
 
 PROBE_TIMEOUT_S = 10.0
 
@@ -46,7 +49,6 @@ def config_json_doc(cfg) -> dict:
         "name": cfg.name,
         "manager": cfg.manager,
         "config_json": base64.b64encode(cfg.config_json).decode("ascii"),
-        "revision": cfg.revision,
         "metadata": {"labels": cfg.labels, "created_at": rfc3339(cfg.created_at),
                      "updated_at": rfc3339(cfg.updated_at)},
     }
@@ -64,7 +66,7 @@ def echo_config(cfg, as_json: bool, show_config: bool = False) -> None:
     if as_json:
         echo_json(config_json_doc(cfg))
         return
-    fields = [("Id", cfg.id), ("Name", cfg.name), ("Manager", cfg.manager), ("Revision", cfg.revision),
+    fields = [("Id", cfg.id), ("Name", cfg.name), ("Manager", cfg.manager),
               ("Labels", format_labels(cfg.labels)), ("Created At", rfc3339(cfg.created_at)),
               ("Updated At", rfc3339(cfg.updated_at))]
     if cfg.config_json:
@@ -73,7 +75,8 @@ def echo_config(cfg, as_json: bool, show_config: bool = False) -> None:
 
 
 def warn_if_unregistered(platform, manager: str) -> None:
-    if platform.registry.factory(manager) is None:
+    """Direct mode only: over --host this process is not the node that serves the keys."""
+    if not api().remote and platform.registry.factory(manager) is None:
         click.echo(f"warning: no loaded plugin or built-in registers manager {manager!r}; the config is "
                    f"stored, but this node cannot serve its keys until it loads that plugin "
                    f"(--key-manager-plugin=PATH; registered: {', '.join(platform.registry.names()) or 'none'})",
@@ -139,16 +142,35 @@ def create(platform, name, manager, config, labels, validate, as_json):
     warn_if_unregistered(platform, manager)
     if validate:
         _validate_or_fail(platform, manager, raw, "config")
-    cfg = platform.store.providers.create(name, manager, raw, label_map)
-    echo_config(cfg, as_json)
+    req = km.CreateProviderConfigRequest(name=records.text(name, "name"), manager=records.text(manager, "manager"),
+                                         config_json=raw)
+    if label_map is not None:
+        req.metadata.labels.update(label_map)
+    echo_config(records.provider_config(api().km("CreateProviderConfig", req).provider_config), as_json)
 
 
-def _lookup(platform, id_, name, manager):
+def get_config(id_=None, name=None, manager=None) -> records.ProviderConfig:
     """By --id, by --name and --manager, or by --name alone when one manager has that name (the seed
-    document's form; otdfctl now refuses it)."""
+    document's form; otdfctl and the API refuse it, so it is a walk of the list here)."""
     if name is not None and manager is None and id_ is None:
-        return platform.store.providers.by_name(name)
-    return platform.store.providers.get(id=id_, name=name, manager=manager)
+        return by_name(name)
+    req = km.GetProviderConfigRequest(id=id_) if id_ is not None else \
+        km.GetProviderConfigRequest(name=records.text(name, "name"), manager=records.text(manager, "manager"))
+    return records.provider_config(api().km("GetProviderConfig", req).provider_config)
+
+
+def by_name(name: str) -> records.ProviderConfig:
+    wanted = name.lower()  # names are stored lower-case and matched so
+    found = [c for c in records.walk(
+        lambda off: api().km("ListProviderConfigs", km.ListProviderConfigsRequest(pagination=records.page(None, off))),
+        lambda r: r.provider_configs) if c.name == wanted]
+    if not found:
+        raise NotFound(f"provider config with name {wanted!r} not found")
+    if len(found) > 1:
+        managers = ", ".join(sorted(c.manager for c in found))
+        raise InvalidArgument(f"several provider configs are named {wanted!r} (managers: {managers}); "
+                              f"give --manager to choose one")
+    return records.provider_config(found[0])
 
 
 @provider.command("get")
@@ -160,7 +182,7 @@ def _lookup(platform, id_, name, manager):
 @click.pass_obj
 def get(platform, id_, name, manager, show_config, as_json):
     """Get a provider configuration by --id, or by --name (and --manager when several share the name)."""
-    echo_config(_lookup(platform, id_, name, manager), as_json, show_config)
+    echo_config(get_config(id_, name, manager), as_json, show_config)
 
 
 @provider.command("list")
@@ -170,13 +192,14 @@ def get(platform, id_, name, manager, show_config, as_json):
 @click.pass_obj
 def list_(platform, limit, offset, as_json):
     """List provider configurations."""
-    items, total = platform.store.providers.list(limit=limit, offset=offset)
+    resp = api().km("ListProviderConfigs", km.ListProviderConfigsRequest(pagination=records.page(limit, offset)))
+    items, total = [records.provider_config(c) for c in resp.provider_configs], resp.pagination.total
     if as_json:
         echo_json({"provider_configs": [config_json_doc(c) for c in items],
                    "pagination": pagination(offset, len(items), total)})
         return
-    echo_table(("ID", "NAME", "MANAGER", "REVISION", "LABELS", "UPDATED AT"),
-               [(c.id, c.name, c.manager, c.revision, format_labels(c.labels), rfc3339(c.updated_at)) for c in items])
+    echo_table(("ID", "NAME", "MANAGER", "LABELS", "UPDATED AT"),
+               [(c.id, c.name, c.manager, format_labels(c.labels), rfc3339(c.updated_at)) for c in items])
     echo_page_footer(offset, len(items), total)
 
 
@@ -199,12 +222,16 @@ def update(platform, id_, name, manager, config, labels, extend_labels, validate
     if manager is not None:
         warn_if_unregistered(platform, manager)
     if validate:
-        current = platform.store.providers.get(id=id_)
+        current = get_config(id_)
         _validate_or_fail(platform, manager or current.manager, raw if raw is not None else current.config_json,
                           "updated config")
-    cfg = platform.store.providers.update(id_, name=name, manager=manager, config_json=raw, labels=label_map,
-                                          extend_labels=extend_labels)
-    echo_config(cfg, as_json)
+    req = km.UpdateProviderConfigRequest(id=id_, name=records.text(name, "name"),
+                                         manager=records.text(manager, "manager"), config_json=raw or b"")
+    if label_map is not None:
+        req.metadata.labels.update(label_map)
+        req.metadata_update_behavior = (common_pb2.METADATA_UPDATE_ENUM_EXTEND if extend_labels
+                                        else common_pb2.METADATA_UPDATE_ENUM_REPLACE)
+    echo_config(records.provider_config(api().km("UpdateProviderConfig", req).provider_config), as_json)
 
 
 @provider.command("delete")
@@ -215,10 +242,10 @@ def update(platform, id_, name, manager, config, labels, extend_labels, validate
 def delete(platform, id_, force, as_json):
     """Delete a provider configuration (refused while keys reference it)."""
     if not force:  # (--force skips the read, so a config sealed under a lost root key can still go)
-        cfg = platform.store.providers.get(id=id_)
+        cfg = get_config(id_)
         click.confirm(f"Delete provider config {cfg.name!r} (manager {cfg.manager!r}, id {cfg.id})?", abort=True,
                       err=True)
-    deleted = platform.store.providers.delete(id_)
+    deleted = api().km("DeleteProviderConfig", km.DeleteProviderConfigRequest(id=id_)).provider_config
     if as_json:
         echo_json({"id": deleted.id, "name": deleted.name, "manager": deleted.manager})
     else:
@@ -233,7 +260,7 @@ def delete(platform, id_, force, as_json):
 @click.pass_obj
 def validate(platform, id_, name, manager, as_json):
     """Build the manager from a stored config and probe it (exit 1 when it fails)."""
-    cfg = _lookup(platform, id_, name, manager)
+    cfg = get_config(id_, name, manager)
     ok, ms, reason, error = probe_config(platform, cfg.manager, cfg.config_json)
     if as_json:
         echo_json({"id": cfg.id, "manager": cfg.manager, "ok": ok, "latency_ms": round(ms, 3),

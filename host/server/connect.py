@@ -274,6 +274,14 @@ class ConnectApp:
             raise InvalidArgument("malformed JSON body") from None
         return message
 
+    async def call_in_process(self, path: str, message: Message) -> Message:
+        """Run one procedure as a served call runs it (field validation, then the handler), without
+        transport or auth: the CLI's direct-database mode, so that it answers as `--host` does."""
+        proc = self.routes[path]
+        if proc.input not in self._rule_free:
+            self._validate(message)
+        return await proc.handler(message, Call(procedure=path, request_id=logs.new_request_id()))
+
     def _validate(self, message: Message) -> None:
         try:
             violations = self._validator.collect_violations(message)

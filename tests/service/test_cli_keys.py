@@ -93,7 +93,7 @@ def test_cli_errors_are_one_line(sqlite_db_url, root_key_hex, tmp_path):
     r = subprocess.run(base + ["policy", "kas-registry", "key", "create", "--key-id", "k1", "-a", "rsa:2048",
                                "-m", "provider", "-p", cfg["id"]], env=env, capture_output=True, text=True)
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert "no key manager named 'aws-kms' is loaded" in r.stderr and "--key-manager-plugin" in r.stderr
+    assert "no key manager named 'aws-kms'" in r.stderr and "--key-manager-plugin" in r.stderr
     (tmp_path / "bad.json").write_text('{"kid": "nope", "wrapped_key": "AAAA"}')
     r = subprocess.run(base + ["kas", "unwrap", "--in", str(tmp_path / "bad.json"), "--out", str(tmp_path / "o")],
                        env=env, capture_output=True, text=True)
