@@ -2,7 +2,8 @@
  * km-conformance -- checks that a key-manager plugin keeps the ABI v1
  * contract (include/keymanager.h). A plain C program: no Python needed.
  *
- *   km-conformance [-v] [--manager NAME] [--iterations N] PLUGIN.so [CONFIG.json|-]
+ *   km-conformance [-v] [--manager NAME] [--iterations N] [--hung-endpoint-config FILE]
+ *                  PLUGIN.so [CONFIG.json|-]
  *
  * Prints one line per check (PASS name / FAIL name: reason / SKIP name:
  * reason) and "N passed, N failed" last. Exit status: 0 when nothing failed,
@@ -23,6 +24,12 @@
  * cycles (child process); managers created and used from several threads
  * at once; and a wipe check: this program's own free() (it interposes libc's
  * for the plugin) inspects an unwrap output when the plugin's free releases it.
+ *
+ * --hung-endpoint-config FILE (remote plugins): FILE's endpoint accepts
+ * connections and never answers. create and every call the manager offers,
+ * each with timeout_ms = HUNG_TIMEOUT_MS, must come back by themselves, and
+ * the calls must not answer KM_OK; HUNG_GUARD_MS only tells a hang from a
+ * slow give-up.
  */
 #define _GNU_SOURCE /* memmem */
 #include <dlfcn.h>
@@ -58,6 +65,8 @@
 #define LOAD_CYCLES 3
 #define MANAGER_THREADS 4
 #define OPS_PER_MANAGER 20
+#define HUNG_TIMEOUT_MS 300
+#define HUNG_GUARD_MS 30000
 
 /* ------------------------------------------------------------------ */
 /* The wipe check's free(): the plugin's calls to free() bind to this
@@ -1179,6 +1188,107 @@ static void report_child(const char *name, int rc)
 }
 
 /* ------------------------------------------------------------------ */
+/* An endpoint that accepts and never answers (--hung-endpoint-config)  */
+
+enum hung_op { HUNG_CREATE, HUNG_PROBE, HUNG_WRAP, HUNG_UNWRAP, HUNG_PUBLIC_KEY };
+static const char *hung_names[] = {"hung_endpoint.create", "hung_endpoint.probe", "hung_endpoint.wrap",
+                                   "hung_endpoint.unwrap", "hung_endpoint.get_public_key"};
+
+typedef struct hung_call {
+    enum hung_op op;
+    const config_arg *cfg; /* HUNG_CREATE */
+    km_manager *m;         /* the manager called, or the one create made */
+    result r;
+} hung_call;
+
+static void *hung_call_main(void *arg)
+{
+    hung_call *c = arg;
+    km_call_ctx ctx = {.struct_size = sizeof ctx, .timeout_ms = HUNG_TIMEOUT_MS,
+                       .request_id = "km-conformance-hung"};
+    static const uint8_t in[32] = {1};
+    const km_manager_ops *ops = factory->ops;
+    result *r = &c->r;
+    switch (c->op) {
+    case HUNG_CREATE:
+        r->status = has_create_ex(factory) ? factory->create_ex(&ctx, c->cfg->json, c->cfg->len, &c->m, &r->error)
+                                           : factory->create(c->cfg->json, c->cfg->len, &c->m, &r->error);
+        break;
+    case HUNG_PROBE: r->status = ops->probe(c->m, &ctx, &r->error); break;
+    case HUNG_WRAP: r->status = ops->wrap(c->m, &ctx, "", in, sizeof in, &r->out, &r->out_len, &r->error); break;
+    case HUNG_UNWRAP: r->status = ops->unwrap(c->m, &ctx, "", in, sizeof in, &r->out, &r->out_len, &r->error); break;
+    case HUNG_PUBLIC_KEY: r->status = ops->get_public_key(c->m, &ctx, "", &r->out, &r->out_len, &r->error); break;
+    }
+    return NULL;
+}
+
+/* Runs one call in a thread. A call still running after the guard has hung:
+ * report, and end the process now (the thread is inside the plugin). */
+static void hung_run(hung_call *c)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, hung_call_main, c) != 0) {
+        report_fail(hung_names[c->op], "cannot start a thread");
+        _exit(finish());
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until); /* pthread_timedjoin_np's clock */
+    until.tv_sec += (HUNG_TIMEOUT_MS + HUNG_GUARD_MS) / 1000;
+    if (pthread_timedjoin_np(t, NULL, &until) != 0) {
+        report_fail(hung_names[c->op], "no answer %d s after its %d ms deadline: the call hangs",
+                    HUNG_GUARD_MS / 1000, HUNG_TIMEOUT_MS);
+        fflush(NULL);
+        _exit(finish());
+    }
+}
+
+static void check_hung_endpoint(const config_arg *cfg)
+{
+    hung_call create = {.op = HUNG_CREATE, .cfg = cfg};
+    hung_run(&create);
+    const char *problem = error_problem(create.r.error);
+    if (problem)
+        report_fail(hung_names[HUNG_CREATE], "its error message is %s", problem);
+    else if (create.r.status != KM_OK)
+        report_pass(hung_names[HUNG_CREATE]); /* gave up on the endpoint in time */
+    else if (!create.m)
+        report_fail(hung_names[HUNG_CREATE], "KM_OK without a manager");
+    else
+        report_pass(hung_names[HUNG_CREATE]);
+    if (create.r.error)
+        (plugin->free)(create.r.error);
+    if (create.r.status != KM_OK || !create.m) {
+        report_skip("hung_endpoint.calls", "create answered %s: no manager to call", status_name(create.r.status));
+        return;
+    }
+    const km_manager_ops *ops = factory->ops;
+    uint32_t caps = factory->capabilities;
+    const int offered[] = {[HUNG_PROBE] = ops->probe != NULL,
+                           [HUNG_WRAP] = (caps & KM_CAP_WRAP) && ops->wrap,
+                           [HUNG_UNWRAP] = (caps & KM_CAP_UNWRAP) && ops->unwrap,
+                           [HUNG_PUBLIC_KEY] = (caps & KM_CAP_PUBLIC_KEY) && ops->get_public_key};
+    for (int op = HUNG_PROBE; op <= HUNG_PUBLIC_KEY; op++) {
+        if (!offered[op])
+            continue;
+        hung_call c = {.op = (enum hung_op)op, .m = create.m};
+        hung_run(&c);
+        problem = error_problem(c.r.error);
+        if (c.r.status == KM_OK)
+            report_fail(hung_names[op], "answered KM_OK, but the endpoint never answers");
+        else if (c.r.status < 0 || c.r.status > LAST_STATUS)
+            report_fail(hung_names[op], "returned status %d, outside the KM_* enum", (int)c.r.status);
+        else if (c.r.out)
+            report_fail(hung_names[op], "returned %s with a non-NULL output", status_name(c.r.status));
+        else if (problem)
+            report_fail(hung_names[op], "its error message is %s", problem);
+        else
+            report_pass(hung_names[op]);
+        release(&c.r);
+    }
+    ops->destroy(create.m);
+}
+
+/* ------------------------------------------------------------------ */
 /* Driver                                                               */
 
 static int read_config(const char *path, char **out, size_t *out_len, why *w)
@@ -1230,16 +1340,19 @@ static int read_config(const char *path, char **out, size_t *out_len, why *w)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: km-conformance [-v] [--manager NAME] [--iterations N] PLUGIN.so [CONFIG.json|-]\n");
+    fprintf(stderr, "usage: km-conformance [-v] [--manager NAME] [--iterations N] [--hung-endpoint-config FILE] "
+                    "PLUGIN.so [CONFIG.json|-]\n");
 }
 
 int main(int argc, char **argv)
 {
-    const char *manager_name = NULL, *plugin_path = NULL, *config_path = NULL;
+    const char *manager_name = NULL, *plugin_path = NULL, *config_path = NULL, *hung_path = NULL;
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--manager") == 0 && i + 1 < argc) {
             manager_name = argv[++i];
+        } else if (strcmp(argv[i], "--hung-endpoint-config") == 0 && i + 1 < argc) {
+            hung_path = argv[++i];
         } else if (strcmp(argv[i], "--iterations") == 0 && i + 1 < argc) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
@@ -1339,6 +1452,17 @@ int main(int argc, char **argv)
         free(path);
         report_fail("manager", "the plugin has no manager named \"%s\"", manager_name);
         return finish();
+    }
+    if (hung_path) {
+        config_arg hung = {0};
+        why hw = {{0}};
+        if (read_config(hung_path, (char **)&hung.json, &hung.len, &hw) < 0) {
+            free(path);
+            report_fail("hung_endpoint.config", "%s", hw.text);
+            return finish();
+        }
+        check_hung_endpoint(&hung);
+        free((char *)hung.json);
     }
     if (!config_path) {
         report_child("load_unload_cycles", in_child(child_cycles, path, NULL));
