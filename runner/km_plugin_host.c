@@ -434,6 +434,12 @@ int main(int argc, char **argv)
         send_error(0, KMI_OP_HELLO, KM_ERR_INVALID_ARGUMENT, "%s", bad);
         return 1;
     }
+    /* Seccomp-lite, the cheap part: not dumpable, so no other process of
+     * this user can ptrace us or read /proc/PID/mem (unwrapped keys pass
+     * through here). Set after km_plugin_init: a plugin may still start
+     * helpers or read /proc/self while loading. A syscall filter is not
+     * applied: Python, Go and the SDKs need too many calls to list. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     hello();
     for (int i = 1; i < workers; i++) {
         pthread_t t;

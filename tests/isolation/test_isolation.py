@@ -123,6 +123,11 @@ def test_the_child_has_no_new_privs(wild):
     assert wild.unwrap("nnp", b"", ctx()) == b"\x01"
 
 
+def test_the_child_is_not_dumpable(wild):
+    """No ptrace attach or /proc/PID/mem read by other processes of the user (keys pass through)."""
+    assert wild.unwrap("dumpable", b"", ctx()) == b"\x00"
+
+
 def test_memory_limit(wild_plugin, monkeypatch):
     monkeypatch.setenv("PLATFORM_ISOLATED_MEMORY_MB", "256")
     plugin = load_isolated(PluginSpec(str(wild_plugin), isolated=True))

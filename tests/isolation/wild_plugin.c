@@ -9,6 +9,7 @@
  *   log      logs "hello from wild" with the call's request id
  *   alloc    mallocs and touches 512 MiB (KM_ERR_UNAVAILABLE when refused)
  *   nnp      returns PR_GET_NO_NEW_PRIVS as one byte
+ *   dumpable returns PR_GET_DUMPABLE as one byte
  *   pid      returns getpid() as text (tells children apart)
  *   slow     sleeps 20 ms, counting how many calls overlap
  *   maxc     returns the largest overlap seen, as one byte
@@ -103,6 +104,7 @@ static int32_t echo(km_manager *m, const km_call_ctx *ctx, const char *kid, cons
         memset(big, 1, size);
         free(big);
     }
+    if (strcmp(kid, "dumpable") == 0) { uint8_t v = (uint8_t)prctl(PR_GET_DUMPABLE, 0, 0, 0, 0); return give(&v, 1, out, out_len); }
     if (strcmp(kid, "nnp") == 0) { uint8_t v = (uint8_t)prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0); return give(&v, 1, out, out_len); }
     if (strcmp(kid, "slow") == 0) { struct timespec ts = {0, 20000000}; track(1); nanosleep(&ts, NULL); track(-1); }
     if (strcmp(kid, "maxc") == 0) { uint8_t v = (uint8_t)g_max_overlap; return give(&v, 1, out, out_len); }
