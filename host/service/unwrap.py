@@ -7,6 +7,9 @@
                   so edits made by other processes take effect within that period)
       local      : basic manager (root key) unwraps the private key  [cached]
       provider   : manager.unwrap(ctx key_id, wrapped private key)   [cached, TTL]
+      (a missed private key is loaded once however many callers miss it at the same time,
+       and a provider key used in the last REFRESH_AHEAD of its TTL is reloaded in the
+       background, so steady traffic never waits for the manager)
       remote     : manager.unwrap(ctx key_id, wrapped DEK) -> DEK    [never cached]
                    (EC: manager returns the ECDH secret for the ephemeral key)
       public_key : refused, this KAS has no private key for it
@@ -18,6 +21,7 @@ import base64
 import os
 import threading
 import time
+import weakref
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -39,6 +43,14 @@ CACHE_BUDGET_ENV = "PLATFORM_KEY_CACHE_MB"
 DEFAULT_CACHE_BUDGET_MB = 1024
 BYTES_PER_CACHED_KEY = 8 * 1024
 KAS_REF_TTL = 30.0
+# Refresh-ahead: a provider key used in the last 20% of its TTL is reloaded by a background
+# thread. The exposure bound stays the TTL after the manager last said yes: a refresh that
+# fails leaves the old entry to expire on time, and is retried at most once per second.
+REFRESH_AHEAD = 0.2
+REFRESH_RETRY_SECONDS = 1.0
+REFRESH_THREADS = 4          # refreshes in flight per process; beyond, a key loads at expiry
+REFRESH_TIMEOUT = 10.0       # a background load's deadline (an RPC's default deadline)
+LOAD_WAIT_SECONDS = 10.0     # how long a caller with no deadline waits for another's load
 
 
 def cache_capacity(budget_mb: float | None = None) -> int:
@@ -67,16 +79,27 @@ class UnwrapPath:
         # Random eviction past the budget: traffic cycling over more keys degrades gradually.
         # (kas_id or None, kid) -> KasKey
         self.keys = BoundedCache("keys", max_keys or capacity, evict="random")
-        # KasKey.id -> ((config id, revision) or None, private key object); local keys without
-        # TTL, provider keys with one; the tag makes a key cached under an old revision a miss
+        # KasKey.id -> _Cached; local keys without TTL, provider keys with one
         self.private_keys = BoundedCache("private_keys", max_private_keys or capacity, ttl=None, evict="random")
         self.private_key_ttl = private_key_ttl
+        self._loads: dict[tuple, _Load] = {}   # (KasKey.id, tag) -> the load in flight (single flight)
+        self._loads_lock = threading.Lock()
+        self._refresh_slots = threading.BoundedSemaphore(REFRESH_THREADS)
+        self.refreshes = self.refresh_failures = 0
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (w := ref()) is not None and w._forked())
         self._kas_ids = BoundedCache("kas_refs", 1024, ttl=KAS_REF_TTL)  # KAS id, uri or name -> id
         self.revisions = RevisionWatch(store.providers, revision_check_seconds, self._drop_changed)
         self.manager_calls: dict[tuple[str, str, str], list] = {}
         self.bulkhead = Bulkhead(max_calls_per_manager)  # per provider config: one slow KMS stalls only its keys
         self.health = ManagerHealth()                    # per provider config: what its calls say (/readyz)
         self._calls_lock = threading.Lock()
+
+    def _forked(self) -> None:
+        # Loads and refreshes in flight belong to threads the fork did not copy.
+        self._loads = {}
+        self._loads_lock = threading.Lock()
+        self._refresh_slots = threading.BoundedSemaphore(REFRESH_THREADS)
 
     @property
     def revision_check_seconds(self) -> float:
@@ -114,7 +137,7 @@ class UnwrapPath:
 
         self.keys.pop_where(lambda _k, key: key.provider_config is not None and stale(
             (key.provider_config.id, key.provider_config.revision)))
-        self.private_keys.pop_where(lambda _k, entry: stale(entry[0]))
+        self.private_keys.pop_where(lambda _k, entry: stale(entry.tag))
 
     def ready(self, kid: str, kas_id: str | None = None, margin: float = 0.05):
         """The key for `kid` when unwrapping with it needs no I/O now and for `margin` more seconds
@@ -132,7 +155,7 @@ class UnwrapPath:
         if pc is not None and (self.revisions.period <= 0 or time.monotonic() + margin >= self.revisions.next_check):
             return None  # a revision check is due (inline mode: on this very lookup)
         entry = self.private_keys.peek(key.id, margin)
-        if entry is None or entry[0] != (None if pc is None else (pc.id, pc.revision)):
+        if entry is None or entry.tag != (None if pc is None else (pc.id, pc.revision)):
             return None
         return key
 
@@ -187,8 +210,73 @@ class UnwrapPath:
         pc = key.provider_config
         tag = None if pc is None else (pc.id, pc.revision)
         cached = self.private_keys.get(key.id)
-        if cached is not None and cached[0] == tag:
-            return cached[1]
+        if cached is not None and cached.tag == tag:
+            if cached.refresh_at and time.monotonic() >= cached.refresh_at:
+                self._refresh_ahead(key, cached)
+            return cached.private
+        return self._load_once(key, tag, ctx)
+
+    def _load_once(self, key, tag, ctx: CallContext | None):
+        """Single flight: while one caller loads a private key (one manager call), the others
+        that miss it wait for that load's result instead of calling the manager too."""
+        flight = (key.id, tag)
+        with self._loads_lock:
+            load = self._loads.get(flight)
+            if load is None:
+                load = self._loads[flight] = _Load()
+                leader = True
+            else:
+                leader = False
+        if leader:
+            return self._run_load(load, flight, key, tag, ctx)
+        if ctx is None or ctx.deadline is None:
+            wait = LOAD_WAIT_SECONDS
+        else:
+            wait = ctx.deadline - time.monotonic()
+        if not load.done.wait(max(0.0, wait)):
+            raise errors.DeadlineExceeded(f"the private key of {key.key_id!r} is still being loaded by its "
+                                          f"key manager (waited {max(0.0, wait):.3f}s)")
+        if load.error is not None:
+            raise load.error  # the manager's one answer, shared by everyone who waited for it
+        return load.private
+
+    def _run_load(self, load: "_Load", flight: tuple, key, tag, ctx: CallContext | None):
+        try:
+            load.private = self._load(key, tag, ctx)
+            return load.private
+        except BaseException as e:
+            load.error = e
+            raise
+        finally:
+            with self._loads_lock:
+                self._loads.pop(flight, None)
+            load.done.set()
+
+    def _refresh_ahead(self, key, cached: "_Cached") -> None:
+        """Reload a hot provider key in the background before its entry expires."""
+        flight = (key.id, cached.tag)
+        with self._loads_lock:
+            now = time.monotonic()
+            if now < cached.refresh_at or flight in self._loads:
+                return  # another caller got here first
+            cached.refresh_at = now + REFRESH_RETRY_SECONDS  # retried once a second if this one fails
+            if not self._refresh_slots.acquire(blocking=False):
+                return  # enough refreshes in flight: this key loads on demand at expiry
+            load = self._loads[flight] = _Load()
+        threading.Thread(target=self._refresh, args=(load, flight, key, cached.tag), name="key-refresh",
+                         daemon=True).start()
+
+    def _refresh(self, load: "_Load", flight: tuple, key, tag) -> None:
+        try:
+            self._run_load(load, flight, key, tag, CallContext.with_timeout(REFRESH_TIMEOUT))
+            self.refreshes += 1
+        except Exception:  # counted by _call (metrics, manager health); the old entry expires on time
+            self.refresh_failures += 1
+        finally:
+            self._refresh_slots.release()
+
+    def _load(self, key, tag, ctx: CallContext | None):
+        """Ask the key's manager for its private key and cache it (local: for good; provider: TTL)."""
         ctx_json = key.private_key_ctx or {}
         wrapped_b64 = ctx_json.get("wrapped_key")
         if not wrapped_b64:
@@ -203,9 +291,11 @@ class UnwrapPath:
         private = crypto.load_private_pem(pem, key.algorithm, what=f"unwrapped private key of {key.key_id!r}",
                                           authenticated=True)
         if key.mode == "local":
-            self.private_keys.put(key.id, (tag, private))
+            self.private_keys.put(key.id, _Cached(tag, private, 0.0))
         elif self.private_key_ttl > 0:  # provider mode: bounded exposure, re-asks the manager after the TTL
-            self.private_keys.put(key.id, (tag, private), ttl=self.private_key_ttl)
+            ttl = self.private_key_ttl
+            refresh_at = time.monotonic() + ttl * (1 - REFRESH_AHEAD)
+            self.private_keys.put(key.id, _Cached(tag, private, refresh_at), ttl=ttl)
         return private
 
     # ---- the operation ------------------------------------------------------
@@ -255,12 +345,34 @@ class UnwrapPath:
         return {
             "revision_checks": self.revisions.stats(),
             "key_cache": self.keys.stats(),
-            "private_key_cache": {**self.private_keys.stats(), "ttl_seconds": self.private_key_ttl},
+            "private_key_cache": {**self.private_keys.stats(), "ttl_seconds": self.private_key_ttl,
+                                  "refreshes": self.refreshes, "refresh_failures": self.refresh_failures},
             "manager_calls": [
                 {"manager": m, "op": op, "status": st, "count": c, "seconds": round(t, 6)}
                 for (m, op, st), (c, t) in sorted(self.manager_calls.items())
             ],
         }
+
+
+class _Cached:
+    """A cached private key: the (config id, revision) it was unwrapped under (None: local
+    mode; another revision makes it a miss) and when to start refreshing it (0: never)."""
+
+    __slots__ = ("tag", "private", "refresh_at")
+
+    def __init__(self, tag, private, refresh_at: float):
+        self.tag, self.private, self.refresh_at = tag, private, refresh_at
+
+
+class _Load:
+    """One private-key load in flight: its result or error, and an event for those waiting."""
+
+    __slots__ = ("done", "private", "error")
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.private = None
+        self.error: BaseException | None = None
 
 
 def _host_authored(fn) -> bool:
