@@ -131,7 +131,7 @@ def key_contexts(platform, mode: str, algorithm: str, wrapping_key_id, wrapping_
             public.pem = pem_base64(_manager_call(platform, provider_config_id,
                                                   lambda m, ctx: m.public_key(wrapping_key_id or "", ctx)))
         return public, (objects_pb2.PrivateKeyCtx(key_id=wrapping_key_id) if wrapping_key_id else None)
-    private = crypto.load_private_pem(private_key_pem, algorithm) if private_key_pem else \
+    private = crypto.load_private_pem(pem_text(private_key_pem, "--private-key-pem"), algorithm) if private_key_pem else \
         crypto.generate_private_key(algorithm)
     pem = crypto.private_pem(private)
     if not public_key_pem:

@@ -60,10 +60,10 @@ class OverConnect:
     """A running platform, through otdf-python's generated Connect clients."""
 
     def __init__(self, host: str, token: str | None):
-        import host.server.protos  # noqa: F401  (makes the generated clients importable)
+        from host.server import kasregistry  # noqa: F401  (loads the generated messages the way the server does)
         from otdf_python_proto.policy.kasregistry import KeyAccessServerRegistryServiceClientSync
         from otdf_python_proto.policy.keymanagement import KeyManagementServiceClientSync
-        from otdf_python_proto.policy.unsafe import UnsafeServiceClientSync
+        from otdf_python_proto.policy.unsafe.unsafe_connect import UnsafeServiceClientSync
 
         self.host = host.rstrip("/")
         self._headers = {"authorization": f"Bearer {token}"} if token else {}
@@ -107,12 +107,17 @@ def client_credentials_token(host: str, path: str) -> str:
         raise errors.InvalidArgument(f"--with-client-creds-file {path}: expected a JSON object with "
                                      f"clientId and clientSecret") from None
     try:
-        wk = httpx.get(f"{host.rstrip('/')}/.well-known/opentdf-configuration", timeout=10).json()
-        issuer = (wk.get("configuration", wk).get("idp") or {}).get("issuer") or wk.get("platform_issuer")
-        if not issuer:
+        doc = httpx.get(f"{host.rstrip('/')}/.well-known/opentdf-configuration", timeout=10).json()
+        conf = doc.get("configuration", doc)
+        idp = conf.get("idp") or {}
+        token_endpoint = idp.get("token_endpoint")
+        issuer = idp.get("issuer") or conf.get("platform_issuer")
+        if not token_endpoint and not issuer:
             raise errors.FailedPrecondition(f"the platform at {host} names no OIDC issuer; use --with-access-token")
-        discovery = httpx.get(f"{issuer.rstrip('/')}/.well-known/openid-configuration", timeout=10).json()
-        r = httpx.post(discovery["token_endpoint"], timeout=10,
+        if not token_endpoint:
+            token_endpoint = httpx.get(f"{issuer.rstrip('/')}/.well-known/openid-configuration",
+                                       timeout=10).json()["token_endpoint"]
+        r = httpx.post(token_endpoint, timeout=10,
                        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret})
     except (httpx.HTTPError, ValueError, KeyError, AttributeError):
         raise errors.Unavailable(f"cannot get a token for client {client_id!r} from the platform's issuer") from None
