@@ -17,7 +17,9 @@ from click.testing import CliRunner
 
 from host import crypto
 from host.cli import main
-from tests.server.conftest import start_server
+from tests.server.conftest import ROOT, start_server
+
+FILE_KEK = ROOT / "build" / "plugins" / "file-kek-manager.so"
 
 P = ("policy", "keymanagement", "provider-config")
 KAS = ("policy", "kas-registry")
@@ -27,7 +29,8 @@ KEY = ("policy", "kas-registry", "key")
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli-modes")
-    s = start_server(tmp, f"sqlite:///{tmp / 'state' / 'platform.db'}")
+    assert FILE_KEK.exists(), "run `make plugins` first (make test does)"
+    s = start_server(tmp, f"sqlite:///{tmp / 'state' / 'platform.db'}", plugins=(str(FILE_KEK),))
     s.extra["db_url"] = s.env["PLATFORM_DB_URL"]
     yield s
     s.stop()
@@ -44,8 +47,9 @@ class Cli:
             self.base = ["--host", served.url, "--with-access-token", served.admin_token]
             self.env = {"PLATFORM_ROOT_KEY": None}  # nothing secret on the operator's machine but the token
 
-    def __call__(self, *args, ok=True):
-        r = self.runner.invoke(main, [*self.base, *map(str, args)], env=self.env)
+    def __call__(self, *args, ok=True, plugins=()):
+        r = self.runner.invoke(main, [*self.base, *(f"--key-manager-plugin={p}" for p in plugins), *map(str, args)],
+                               env=self.env)
         exc = r.exception
         # What `platform` prints for a PlatformError (host.cli.run), or click's usage error.
         r.text = r.output + (f"error: {exc.message} [{exc.code}]" if hasattr(exc, "code") and hasattr(exc, "message")
@@ -414,3 +418,29 @@ def test_base_key_set_using_non_existent_key_id(cli, kas, uid):
 def test_base_key_set_using_non_existent_kas_id(cli, uid):
     assert "[not_found]" in cli(*KEY, "base", "set", "--key", f"k-{uid}",
                                 "--kas", "6b1f4c5e-0000-4000-8000-000000000000", ok=False).text
+
+
+def test_kas_keys_create_key_provider_mode_and_rotate(cli, kas, uid):
+    # The private key is wrapped on the CLI's side by the provider's manager (its plugin loaded there
+    # too); the server unwraps it to check it against the public key, then keeps the bytes as sent.
+    config = {"keks": {"a": secrets.token_hex(32), "b": secrets.token_hex(32)}, "default_key_id": "a"}
+    pc = cli.json(*P, "create", "--name", f"fk-{uid}", "--manager", "file-kek", "--config", json.dumps(config))
+    args = ("--kas", kas["id"], "-a", "ec:secp256r1", "-m", "provider", "-p", pc["id"], "--wrapping-key-id", "b")
+    made = json.loads(cli(*KEY, "create", "--key-id", f"pv-{uid}", *args, "--json", plugins=[FILE_KEK]).stdout)
+    assert made["key"]["key_mode"] == "provider" and made["key"]["provider_config"]["id"] == pc["id"]
+    assert made["key"]["private_key_ctx"]["key_id"] == "b"
+    assert cli.json(*KEY, "get", "--key", made["key"]["id"]) == made  # stored as sent
+    out = json.loads(cli(*KEY, "rotate", "--key", made["key"]["id"], "--key-id", f"pv2-{uid}", "-a", "ec:secp256r1",
+                         "-m", "provider", "--json", plugins=[FILE_KEK]).stdout)
+    new = out["kas_key"]["key"]
+    assert (new["provider_config"]["id"], new["private_key_ctx"]["key_id"]) == (pc["id"], "b")  # the old key's home
+    # Without the plugin on the CLI's side nothing can wrap the new key: said so, nothing created.
+    r = cli(*KEY, "create", "--key-id", f"pv3-{uid}", *args, ok=False)
+    assert "no key manager named 'file-kek'" in r.text and "--key-manager-plugin" in r.text
+    assert "[not_found]" in cli(*KEY, "get", "--key", f"pv3-{uid}", "--kas", kas["id"], ok=False).text
+
+
+def test_kas_keys_create_key_provider_mode_missing_provider_config_id(cli, kas, uid):
+    r = cli(*KEY, "create", "--kas", kas["id"], "--key-id", f"pm-{uid}", "-a", "rsa:2048", "-m", "provider",
+            "--wrapping-key-id", "b", ok=False)
+    assert "[provider_config_id_optionally_required]" in r.text
