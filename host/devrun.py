@@ -3,7 +3,7 @@
 Creates `.platform/` with a development root key (0600) and an admin token
 (0600) when missing, loads every plugin built under build/plugins/, makes
 sure the SQLite database and one KAS with a key per algorithm exist, then
-serves. Everything it creates it says so.
+serves as that KAS (PLATFORM_KAS, unless already set). Everything it creates it says so.
 """
 
 from __future__ import annotations
@@ -40,7 +40,10 @@ def main() -> None:
         platform += ["--root-key-file", ROOT_KEY]
     for plugin in sorted(glob.glob("build/plugins/*-manager.so")):
         platform += ["--key-manager-plugin", plugin]
-    subprocess.run(platform + ["dev-setup", "--kas-uri", f"http://{HOST}:{PORT}/kas"], check=True)
+    kas_uri = f"http://{HOST}:{PORT}/kas"
+    subprocess.run(platform + ["dev-setup", "--kas-uri", kas_uri], check=True)
+    # Pinned, so that KAS registered later in this database (the plugin guide does) leave it unambiguous.
+    os.environ.setdefault("PLATFORM_KAS", kas_uri)
     subprocess.run(platform + ["plugins", "list"], check=True)
     token = made[0] if made else "<your configured admin token>"
     print(f"""

@@ -28,13 +28,16 @@ from anyio import CapacityLimiter, to_thread
 
 from host import metrics
 from host.app import Platform, Settings
-from host.errors import FailedPrecondition, InvalidArgument, PlatformError
+from host.errors import FailedPrecondition, InvalidArgument, NotFound, PlatformError
 from host.server import auth, kas, kas_rewrap, kasregistry, keymanagement, logs, rest, rsgi
 from host.server.connect import DEFAULT_MAX_BODY_BYTES, ConnectApp, _clip
 from host.server.limits import ServerLimits
 from host.server.protos import kas_pb2  # noqa: F401  (the shim must load before handlers)
 
 SETTINGS_ENV = "PLATFORM_SERVE_SETTINGS"
+# /readyz's "kas" check while no KAS is registered: reported, not unready (the admin API that
+# registers one must be reachable through the load balancer); an ambiguous or unknown one is unready.
+NO_KAS = "no KAS registered yet"
 READY_CACHE_S = 1.0         # /readyz checks the database at most this often
 READY_CHECK_TIMEOUT_S = 2.0
 MAX_BODY_ENV = "PLATFORM_MAX_BODY_BYTES"
@@ -144,29 +147,47 @@ class PlatformApp:
                   plugins=[getattr(pl, "path", str(pl)) for pl in p.plugins])
 
     async def _readyz(self, send) -> None:
-        """Ready when plugins are loaded and the database answers a query now (checked at most
-        once per READY_CACHE_S, each check bounded by READY_CHECK_TIMEOUT_S); each live
+        """Ready when plugins are loaded, the database answers a query now and the KAS routes know
+        which KAS they are (checked at most once per READY_CACHE_S, each check bounded by
+        READY_CHECK_TIMEOUT_S; no KAS at all is reported, not unready: NO_KAS); each live
         manager's health is reported beside it without deciding readiness (its keys fail
         alone, the rest still serve)."""
         now = time.monotonic()
         if self._ready_cache is None or now >= self._ready_cache[0]:
             database = await self._check_database()
-            self._ready_cache = (time.monotonic() + READY_CACHE_S, database)
-        database = self._ready_cache[1]
-        checks = {"plugins": "ok" if self.started else "not loaded", "database": database}
-        ready = all(v == "ok" for v in checks.values())
+            kas_identity = await self._check(self._kas_identity) if database == "ok" else "needs the database"
+            self._ready_cache = (time.monotonic() + READY_CACHE_S, database, kas_identity)
+        _, database, kas_identity = self._ready_cache
+        checks = {"plugins": "ok" if self.started else "not loaded", "database": database, "kas": kas_identity}
+        ready = self.started and database == "ok" and kas_identity in ("ok", NO_KAS)
         doc = {"status": "ready" if ready else "not ready", "checks": checks}
         if self.started:
             doc["managers"] = self.platform.keys.unwrap_path.health.snapshot()
         await _json(send, 200 if ready else 503, doc)
 
     async def _check_database(self) -> str:
+        return await self._check(self.platform.store.db.check)
+
+    def _kas_identity(self) -> None:
+        """Raise unless the KAS routes know which registered KAS they answer for; worded for the
+        operator reading /readyz (the client of a KAS route only learns that it cannot answer)."""
+        ref = self.kas.kas_ref
+        try:
+            self.platform.keys.lifecycle.kas(ref)
+        except NotFound:
+            raise FailedPrecondition(f"PLATFORM_KAS={ref!r} names no registered KAS") from None
+        except FailedPrecondition:  # none registered: a new server, bootstrapped through its admin API
+            raise FailedPrecondition(NO_KAS) from None
+        except InvalidArgument:  # several, and no PLATFORM_KAS to choose
+            raise FailedPrecondition("several KAS are registered and PLATFORM_KAS does not say which this "
+                                     "server is; set it to the id, uri or name of one") from None
+
+    async def _check(self, fn) -> str:
         if self._health_limiter is None:  # its own threads: a busy server still answers probes
             self._health_limiter = CapacityLimiter(2)
         try:
             with anyio.fail_after(READY_CHECK_TIMEOUT_S):
-                await to_thread.run_sync(self.platform.store.db.check, abandon_on_cancel=True,
-                                         limiter=self._health_limiter)
+                await to_thread.run_sync(fn, abandon_on_cancel=True, limiter=self._health_limiter)
             return "ok"
         except TimeoutError:
             return f"no answer within {READY_CHECK_TIMEOUT_S:g} s"

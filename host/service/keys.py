@@ -104,7 +104,7 @@ class KeyLifecycle:
             return servers[0]
         if total == 0:
             raise errors.FailedPrecondition("no KAS is registered; create one with `platform policy kas-registry create`")
-        raise errors.InvalidArgument("several KAS are registered; name one with --kas (id, uri or name)")
+        raise errors.InvalidArgument("several KAS are registered and none was named")  # no CLI flag: servers say this too
 
     # ---- create ---------------------------------------------------------------
     def prepare(self, kas, key_id: str, algorithm: str, mode: str, *, wrapping_key_id: str | None = None,

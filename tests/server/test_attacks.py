@@ -299,7 +299,7 @@ def test_readyz_follows_the_sqlite_file(tmp_path):
         db.write_bytes(b"this is not a database" * 1000)              # replaced by garbage
         assert ready(503)["checks"]["database"] != "ok"
         shutil.copy(saved, db)
-        assert ready(200)["checks"] == {"plugins": "ok", "database": "ok"}
+        assert {k: v for k, v in ready(200)["checks"].items() if k != "kas"} == {"plugins": "ok", "database": "ok"}
         # and the restored database serves real RPCs again
         r = httpx.post(f"{s.url}{LIST_PC}", content=b"{}", headers={**s.admin(), "Content-Type": "application/json"})
         assert r.status_code == 200

@@ -8,6 +8,7 @@ import sys
 
 import httpx
 
+from host.server.app import NO_KAS
 from host.server.protos import key_management_pb2 as km
 from tests.server.conftest import ROOT, free_port
 
@@ -16,7 +17,8 @@ def test_health_and_ready(server):
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
     r = httpx.get(f"{server.url}/readyz")
     assert r.status_code == 200
-    assert r.json() == {"status": "ready", "checks": {"plugins": "ok", "database": "ok"}, "managers": {}}
+    assert r.json() == {"status": "ready", "checks": {"plugins": "ok", "database": "ok", "kas": NO_KAS},
+                        "managers": {}}
 
 
 def test_metrics(server):
@@ -84,3 +86,32 @@ def test_request_ids_are_unique_well_formed_and_differ_across_fork():
     child = os.read(read, 64).decode()
     os.close(read), os.close(write)
     assert child[:8] != ids[0][:8] and child not in ids
+
+
+def test_readyz_fails_while_the_kas_identity_is_ambiguous(tmp_path):
+    """Two registered KAS and no PLATFORM_KAS: /readyz says so (503), a KAS client is told no CLI
+    flag; PLATFORM_KAS naming one of them makes the server ready again."""
+    import time
+
+    from tests.server.conftest import start_server
+
+    db_url = f"sqlite:///{tmp_path / 'state' / 'platform.db'}"
+    s = start_server(tmp_path / "a", db_url)
+    try:
+        for name in ("kas1", "kas2"):
+            r = httpx.post(f"{s.url}/policy.kasregistry.KeyAccessServerRegistryService/CreateKeyAccessServer",
+                           json={"uri": f"https://{name}.example.com/kas", "name": name}, headers=s.admin())
+            assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 30  # /readyz re-checks at most once a second
+        while (r := httpx.get(f"{s.url}/readyz")).status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert r.status_code == 503 and "PLATFORM_KAS" in r.json()["checks"]["kas"], r.text
+        public = httpx.post(f"{s.url}/kas.AccessService/PublicKey", json={"algorithm": "rsa:2048"})
+        assert public.status_code != 200 and "--kas" not in public.text, public.text
+    finally:
+        s.stop()
+    s = start_server(tmp_path / "b", db_url, env_extra={"PLATFORM_KAS": "kas2"})  # waits for /readyz 200
+    try:
+        assert httpx.get(f"{s.url}/readyz").json()["checks"]["kas"] == "ok"
+    finally:
+        s.stop()
