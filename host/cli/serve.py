@@ -26,6 +26,7 @@ import errno
 import os
 import resource
 import socket
+import sys
 import tempfile
 import time
 
@@ -57,9 +58,12 @@ def serve(platform, host, port, workers, server_impl):
     """Serve the Connect APIs (policy + KAS), /healthz, /readyz and /metrics."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Aggregate /metrics across workers, and across a dead worker and its replacement
-        # (prometheus_client multiprocess mode). Set before prometheus_client is first
-        # imported, since it picks its storage at import time.
+        # (prometheus_client multiprocess mode). prometheus_client picks its storage when it is
+        # imported and granian forks its workers from this process, so when the CLI's imports
+        # already brought it in, start this command again with the directory set.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="platform-metrics-")
+        if "prometheus_client" in sys.modules:
+            os.execv(sys.executable, [sys.executable, "-m", "host.cli", *sys.argv[1:]])
     from host.server import app as server_app
     from host.server import logs
     from host.server.limits import ServerLimits
