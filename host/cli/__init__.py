@@ -91,6 +91,12 @@ def main(ctx: click.Context, plugins, legacy_factories, db_url, root_key_file, a
         new_form = " ".join(f"--key-manager-plugin={p}" for p in legacy_paths)
         click.echo(f"warning: --key-manager-factories is deprecated; use {new_form}", err=True)
         paths.extend(legacy_paths)
+    if db_url:  # an explicit SQLite path: relative is warned about, a missing directory refused
+        from host.cli import dburl
+
+        warning = dburl.check(db_url)
+        if warning:
+            click.echo(warning, err=True)
     settings = Settings(plugin_paths=tuple(paths), db_url=db_url, root_key_file=root_key_file, verbosity=verbose)
     ctx.obj = Platform(settings)
     ctx.call_on_close(ctx.obj.close)
