@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -28,9 +29,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, mlkem
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from host.errors import CryptoError, InvalidArgument
+from host.errors import CryptoError, Internal, InvalidArgument
 
 NONCE, TAG = 12, 16
+SECRET = 32  # ML-KEM shared secret
 SEED = 64  # ML-KEM private key seed d || z (FIPS 203)
 _UNCOMPRESSED = serialization.PublicFormat.UncompressedPoint
 
@@ -271,13 +273,45 @@ def unwrap(private_key, kem: Kem, envelope: bytes) -> bytes:
 
 
 def hybrid_wrap_key(kem: Kem, mlkem_ss: bytes, ec_private, kas_point: bytes, eph_point: bytes) -> bytes:
+    eph = _ephemeral(kem, eph_point)
+    return _hybrid_key(kem, mlkem_ss, ec_private.exchange(ec.ECDH(), eph), eph_point, kas_point)
+
+
+def _ephemeral(kem: Kem, eph_point: bytes):
     if eph_point[:1] != b"\x04":
         raise InvalidArgument(f"{kem.name}: the ephemeral EC point must be uncompressed")
     try:
-        eph = ec.EllipticCurvePublicKey.from_encoded_point(kem.curve(), eph_point)
+        return ec.EllipticCurvePublicKey.from_encoded_point(kem.curve(), eph_point)
     except ValueError:
         raise InvalidArgument(f"{kem.name}: the ephemeral EC point is not on {kem.curve.name}") from None
-    return _hybrid_key(kem, mlkem_ss, ec_private.exchange(ec.ECDH(), eph), eph_point, kas_point)
+
+
+def unwrap_remote(decapsulate, kem: Kem, envelope: bytes, kas_public_pem: str) -> bytes:
+    """KAS side, remote mode: the DEK, with `decapsulate(kem_ct)` done by the key's plugin
+    (keymanager.h KM_CAP_KEM: the ML-KEM secret, for hybrids followed by the ECDH x coordinate)."""
+    ct, sealed = split(envelope, kem)
+    if kem.curve is None:
+        return open_sealed(_secret(decapsulate(ct), kem, SECRET), sealed)
+    eph_point = ct[kem.ciphertext_len:]
+    _ephemeral(kem, eph_point)  # checked here: the plugin gets only points on the curve
+    secrets = _secret(decapsulate(ct), kem, SECRET + (kem.point_len - 1) // 2)
+    key = _hybrid_key(kem, secrets[:SECRET], secrets[SECRET:], eph_point, _kas_point(kas_public_pem, kem))
+    return open_sealed(key, sealed)
+
+
+def _secret(data: bytes, kem: Kem, want: int) -> bytes:
+    if len(data) != want:
+        raise Internal(f"the key manager returned {len(data)} bytes for a {kem.name} decapsulation, "
+                       f"keymanager.h says {want}")
+    return data
+
+
+@functools.lru_cache(maxsize=1024)  # public data: the stored PEM of a remote hybrid key
+def _kas_point(public_pem: str, kem: Kem) -> bytes:
+    key = load_hybrid_public(public_pem.encode("ascii"), "stored public key")
+    if key is None or key.kem is not kem:
+        raise Internal(f"the stored public key is not a {kem.name} key")
+    return key.point
 
 
 def open_sealed(key: bytes, sealed: bytes) -> bytes:

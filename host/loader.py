@@ -38,6 +38,7 @@ _CAP_FUNCS = {
     Capability.UNWRAP: "unwrap",
     Capability.PUBLIC_KEY: "get_public_key",
     Capability.PROBE: "probe",
+    Capability.KEM: "unwrap",
 }
 
 

@@ -109,6 +109,10 @@ extern "C" {
 #define KM_CAP_UNWRAP       4 /* ops->unwrap is set                       */
 #define KM_CAP_PUBLIC_KEY   8 /* ops->get_public_key is set               */
 #define KM_CAP_PROBE       16 /* ops->probe is set                        */
+#define KM_CAP_KEM         32 /* 1.1: ops->unwrap decapsulates remote KEM
+                                 keys (see unwrap); hosts ignore bits they
+                                 do not know, and send KEM input only to
+                                 factories that set this one            */
 
 /* ---- Log levels for km_host.log (same numbers as Python's logging) ---- */
 #define KM_LOG_DEBUG 10
@@ -164,13 +168,21 @@ typedef struct km_manager_ops {
      *   public key with RSA-OAEP (SHA-1, MGF1-SHA-1); return the DEK.
      * Remote mode, EC key: `wrapped` is the client's ephemeral public key
      *   (DER SubjectPublicKeyInfo); return the raw ECDH shared secret (the
-     *   x coordinate); the host derives the AES key from it (HKDF). */
+     *   x coordinate); the host derives the AES key from it (HKDF).
+     * Remote mode, KEM key (KM_CAP_KEM only):
+     *   ML-KEM-768/1024: `wrapped` is the ML-KEM ciphertext (FIPS 203);
+     *     return the 32-byte shared secret.
+     *   ML-KEM + EC hybrid (key_id names both private keys): `wrapped` is
+     *     the ML-KEM ciphertext || the client's ephemeral EC point
+     *     (uncompressed); return the 32-byte ML-KEM secret || the ECDH x
+     *     coordinate. The host combines them and opens the DEK. */
     int32_t (*unwrap)(km_manager *mgr, const km_call_ctx *ctx,
                       const char *key_id,
                       const uint8_t *wrapped, size_t wrapped_len,
                       uint8_t **out, size_t *out_len, char **error);
 
-    /* The public key of key_id as a PEM "PUBLIC KEY" (SPKI) block. */
+    /* The public key of key_id as a PEM "PUBLIC KEY" (SPKI) block; KEM
+     * keys in OpenTDF's SPKI (docs/plugin-authors.md). */
     int32_t (*get_public_key)(km_manager *mgr, const km_call_ctx *ctx,
                               const char *key_id,
                               uint8_t **out, size_t *out_len, char **error);

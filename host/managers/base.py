@@ -22,6 +22,7 @@ class Capability(enum.IntFlag):
     UNWRAP = 4
     PUBLIC_KEY = 8
     PROBE = 16
+    KEM = 32   # unwrap decapsulates remote KEM keys
 
 
 @dataclass(frozen=True, slots=True)

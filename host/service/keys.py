@@ -22,7 +22,7 @@ import binascii
 import hmac
 
 from host import crypto, errors
-from host.managers.base import CallContext
+from host.managers.base import CallContext, Capability
 from host.service.cache import BoundedCache
 
 MODES = ("local", "provider", "remote", "public_key")
@@ -133,8 +133,10 @@ class KeyLifecycle:
         elif provider_config_id:
             raise errors.InvalidArgument(f"mode {mode} must not have a provider config (remove --provider-config-id)")
         if mode == "remote" and algorithm in crypto.KEMS:
-            raise errors.InvalidArgument(f"mode remote is not available for {algorithm} keys: the plugin ABI carries "
-                                         f"no KEM decapsulation yet (use local or provider mode)")
+            factory = self._registry.factory(config.manager)
+            if factory is not None and Capability.KEM not in factory.capabilities:  # None: manager_for says
+                raise errors.InvalidArgument(f"manager {config.manager!r} does not decapsulate {algorithm} keys "
+                                             f"(no KM_CAP_KEM): use local or provider mode for them")
         if mode in ("remote", "public_key") and (private_key_pem or wrapped_key):
             raise errors.InvalidArgument(f"mode {mode} keeps no private key here; remove the private key "
                                          f"(private_key_ctx.wrapped_key / --private-key-pem)")

@@ -11,7 +11,8 @@
        and a provider key used in the last REFRESH_AHEAD of its TTL is reloaded in the
        background, so steady traffic never waits for the manager)
       remote     : manager.unwrap(ctx key_id, wrapped DEK) -> DEK    [never cached]
-                   (EC: manager returns the ECDH secret for the ephemeral key)
+                   (EC: manager returns the ECDH secret for the ephemeral key;
+                    KEM: the KEM secret(s) for the ciphertext, host.kem opens the DEK)
       public_key : refused, this KAS has no private key for it
 """
 
@@ -318,10 +319,13 @@ class UnwrapPath:
                 return crypto.kem.unwrap(self.private_key(key, ctx), kem, wrapped)
             return crypto.rsa_unwrap(self.private_key(key, ctx), wrapped)
         if mode == "remote":
-            if key.algorithm in crypto.KEMS:
-                raise _remote_kem(key)
             manager = self.manager_for(key)
             remote_id = (key.private_key_ctx or {}).get("key_id", "")
+            kem = crypto.KEMS.get(key.algorithm)
+            if kem is not None:  # keymanager.h KM_CAP_KEM: the plugin decapsulates, the DEK is opened here
+                return crypto.kem.unwrap_remote(
+                    lambda ct: self._call(key.provider_config.manager, "unwrap", key.provider_config.id,
+                                          manager.unwrap, remote_id, ct, ctx), kem, wrapped, key.public_key_pem)
             return self._call(key.provider_config.manager, "unwrap", key.provider_config.id, manager.unwrap,
                               remote_id, wrapped, ctx)
         raise _public_key_only(key)
@@ -381,11 +385,6 @@ def _host_authored(fn) -> bool:
     owner = getattr(fn, "__self__", None)
     inner = getattr(owner, "manager", owner)
     return bool(getattr(inner, "host_authored_errors", False))
-
-
-def _remote_kem(key) -> errors.Unimplemented:
-    return errors.Unimplemented(f"key {key.key_id!r} is a remote {key.algorithm} key: the plugin ABI carries no "
-                                f"KEM decapsulation yet (use local or provider mode)")
 
 
 def _public_key_only(key) -> errors.FailedPrecondition:

@@ -25,7 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 HEADER_DIR = REPO / "include"
-CAPABILITY_BITS = {"wrap": 2, "unwrap": 4, "public_key": 8, "probe": 16}
+CAPABILITY_BITS = {"wrap": 2, "unwrap": 4, "public_key": 8, "probe": 16, "kem": 32}
 THREAD_SAFE_BIT = 1
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 TARGET_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -88,6 +88,8 @@ def load_declaration(path: Path) -> dict:
     if not isinstance(caps, list) or not caps or any(c not in CAPABILITY_BITS for c in caps):
         raise DeclarationError(f"{path}: 'capabilities' must list some of {sorted(CAPABILITY_BITS)}")
     spec["capabilities"] = sorted(set(caps), key=list(CAPABILITY_BITS).index)
+    if "kem" in caps and "unwrap" not in caps:  # KM_CAP_KEM is a promise about unwrap
+        raise DeclarationError(f"{path}: capability 'kem' needs 'unwrap'")
     thread_safe = data.get("thread_safe", False)
     if not isinstance(thread_safe, bool):
         raise DeclarationError(f"{path}: 'thread_safe' must be true or false")

@@ -87,10 +87,36 @@ def test_rotate_between_classical_and_post_quantum(platform):
     assert platform.keys.unwrap("q1", pq_wrapped) == b"q" * 32
 
 
-def test_remote_mode_refused_clearly(platform, remote_config_id):
-    with pytest.raises(errors.InvalidArgument, match="mode remote is not available for mlkem:768 keys"):
-        platform.keys.create_key(None, "r-pq", "mlkem:768", "remote", provider_config_id=remote_config_id,
-                                 wrapping_key_id="k")
+def test_remote_kem_key_needs_a_manager_with_km_cap_kem(platform, file_kek_config_id):
+    with pytest.raises(errors.InvalidArgument, match="manager 'file-kek' does not decapsulate mlkem:768 keys "
+                                                     r"\(no KM_CAP_KEM\)"):
+        platform.keys.create_key(None, "r-pq", "mlkem:768", "remote", provider_config_id=file_kek_config_id,
+                                 wrapping_key_id="a")
+
+
+@pytest.mark.parametrize("alg", PQ)
+def test_remote_mode_round_trip_through_the_plugin_abi(platform, alg):
+    """The remote keystore plugin decapsulates (keymanager.h KM_CAP_KEM); the host opens the DEK."""
+    config = platform.store.providers.create(f"rk-{alg}", "remote-keystore", json.dumps({"keys": {"q": alg}}))
+    key = platform.keys.create_key(None, f"r-{alg}", alg, "remote", provider_config_id=config.id,
+                                   wrapping_key_id="q")
+    assert key.private_key_ctx == {"key_id": "q"}  # no private key here
+    wrapped = wrap_to(key, b"r" * 32)
+    assert platform.keys.unwrap(key.key_id, wrapped) == b"r" * 32
+    tampered = wrapped[:-1] + bytes([wrapped[-1] ^ 1])
+    with pytest.raises(errors.CryptoError):
+        platform.keys.unwrap(key.key_id, tampered)
+    spec = crypto.KEMS[alg]
+    if spec.curve is not None:  # an ephemeral point off the curve never reaches the plugin
+        ct, sealed = kem.split(wrapped, spec)
+        bad = ct[:spec.ciphertext_len] + b"\x04" + bytes(spec.point_len - 1)
+        envelope = kem._tlv(0x30, kem._tlv(0x80, bad) + kem._tlv(0x81, sealed))
+        with pytest.raises(errors.InvalidArgument, match="ephemeral EC point is not on"):
+            platform.keys.unwrap(key.key_id, envelope)
+    # the good and the tampered blob each cost one decapsulation (the tag fails here, not in the
+    # plugin: ML-KEM never refuses a ciphertext); the bad point cost none
+    calls = {(r["manager"], r["op"], r["status"]): r["count"] for r in platform.keys.stats()["manager_calls"]}
+    assert {k: v for k, v in calls.items() if k[0] == "remote-keystore"} == {("remote-keystore", "unwrap", "ok"): 2}
 
 
 @pytest.mark.parametrize("alg", ["mlkem:768", "hpqt:secp384r1-mlkem1024"])
