@@ -61,8 +61,12 @@ run: setup
 test: setup
 	$(VENV)/bin/pytest -q
 
-bench: setup
+bench: setup $(VENV)/.bench-installed
 	$(PY) -m bench
+
+$(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
+	$(VENV)/bin/pip install -q -e '.[bench]'
+	touch $@
 
 clean:
 	rm -rf $(BUILD) .platform .pytest_cache

@@ -23,7 +23,7 @@ from bench import results
 from bench.env import BenchEnv, BenchSetupError
 from bench.timing import FULL, SMOKE
 
-SUITES = ("unwrap", "ffi", "isolation", "cold", "threads", "memory", "http", "scale")
+SUITES = ("unwrap", "peer", "ffi", "isolation", "cold", "threads", "memory", "http", "scale")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 

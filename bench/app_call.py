@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.app_call                  # CPU per call, with and without the crypto
     .venv/bin/python -m bench.app_call --profile        # cProfile of the call with the crypto stubbed out
+    .venv/bin/python -m bench.app_call --case ec --profile   # another request of bench/http.py (crypto kept)
 
 Not a suite of `make bench` (it has no baseline or target): a tool for the
 HTTP row's "what dominates". It builds the app `platform serve` runs
@@ -55,15 +56,16 @@ class _Protocol:
         self.status, self.data = status, data
 
 
-def _build(workdir: Path):
+def _build(workdir: Path, case: str = "rsa"):
     from bench import http
     from host.app import Platform, Settings
     from host.server import app as server_app
     from host.server import logs
 
     root = secrets.token_hex(32)
-    db, kas_pem = http._prepare_db(workdir, root)
-    body, wrapped, client_pem = http._request(kas_pem)
+    db, kas_pems = http._prepare_db(workdir, root)
+    cases, ops = http._requests(kas_pems)
+    body = cases[case][0]
     token = secrets.token_urlsafe(24)
     os.environ.update({"PLATFORM_CLIENT_TOKENS": token, "PLATFORM_ROOT_KEY": root})
     logs.configure(0, stream=open(os.devnull, "w"))
@@ -73,7 +75,7 @@ def _build(workdir: Path):
     app.warm_up()
     scope = _Scope({"host": "127.0.0.1:8080", "content-type": "application/proto",
                     "authorization": f"Bearer {token}", "content-length": str(len(body))})
-    return app, scope, _Protocol(body), (http.KID, wrapped, client_pem)
+    return app, scope, _Protocol(body), ops["ec" if case in ("ec", "nano") else "rsa"]
 
 
 def _stub_crypto(call_once) -> None:
@@ -96,9 +98,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.app_call", description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=5000, help="calls per measurement (default 5000)")
     ap.add_argument("--profile", action="store_true", help="cProfile the call with the crypto stubbed out")
+    ap.add_argument("--case", default="rsa", choices=("rsa", "ec", "nano", "bulk10", "bulk100"),
+                    help="which request of bench/http.py (default rsa; only rsa stubs its crypto out)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="kas-app-call-") as tmp:
-        app, scope, protocol, (kid, wrapped, client_pem) = _build(Path(tmp))
+        app, scope, protocol, (kid, wrapped, client_pem, eph) = _build(Path(tmp), args.case)
         loop = asyncio.new_event_loop()
 
         async def calls(n):
@@ -116,10 +120,16 @@ def main(argv=None) -> int:
         keys = app.platform.keys
         t = time.thread_time()
         for _ in range(args.calls // 5):
-            keys.rewrap(kid, wrapped, client_pem)
+            keys.rewrap(kid, wrapped, client_pem, eph)
         baseline = (time.thread_time() - t) / (args.calls // 5)
         with_crypto = statistics.median(per_call(args.calls // 5) for _ in range(5))
-        _stub_crypto(lambda: per_call(1))
+        if args.case != "rsa":
+            print(f"app call ({args.case})  {with_crypto * 1e6:7.1f} us  (KeyService.rewrap of one object alone: "
+                  f"{baseline * 1e6:.1f} us)")
+            if not args.profile:
+                return 0
+        else:
+            _stub_crypto(lambda: per_call(1))
         if args.profile:
             import cProfile
             import pstats

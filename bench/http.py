@@ -1,17 +1,25 @@
 """HTTP: TDF Rewrap over loopback keep-alive vs the in-process rate, both on 2 processes.
 
 Subject:  `platform serve --workers 2` (granian) on its own SQLite file with
-          one local-mode RSA-2048 KAS key; wrk (one thread, bench/rewrap.lua)
-          replays one pre-signed Rewrap request (one key access object, an
-          RSA-2048 client key, a request token signed by the client key) over
+          one local-mode RSA-2048 and one P-256 KAS key; wrk (one thread,
+          bench/rewrap.lua) replays one pre-signed Rewrap request over
           keep-alive connections, in the Connect proto codec as the SDK's
-          Connect client sends it. Every response is checked for a permit.
-Baseline: 2 processes doing what the request needs cryptographically, in a
-          loop: KeyService.rewrap = unwrap (RSA-2048 OAEP) + rewrap to the
-          client key (RSA-OAEP encrypt).
-Rounds alternate the two; the figure is the median of per-round ratios.
-The server pays on top: HTTP, Connect/JSON, auth, the request token's
-RS256 signature check, the policy binding HMAC, logging.
+          Connect client sends it. Every response is checked for its permits.
+          Requests (CASES), built here (the SDK here cannot write ec-wrapped):
+            rsa      one "wrapped" object, RSA-2048 client key
+            ec       one "ec-wrapped" object (ephemeral PEM), P-256 client key
+            nano     one NanoTDF header (GMAC binding, kid "e1" as otdf SDKs write), P-256 client key
+            bulk10   10 "wrapped" objects in one request, RSA-2048 client key
+            bulk100  100 of them
+Baseline: 2 processes doing what one object needs cryptographically, in a
+          loop: KeyService.rewrap = unwrap + rewrap to the client key (RSA:
+          OAEP decrypt + OAEP encrypt; EC: ephemeral ECDH + HKDF + AES-GCM open,
+          then a session ECDH + HKDF + AES-GCM seal to the client).
+Peer:     bench/go/peer.go (bench/peer.py): Go's raw RSA-2048 decrypt and P-256
+          ECDH per core, in the same rounds: a Go KAS's per-core ceiling.
+Rounds rotate every step; each figure is the median of per-round ratios.
+The server pays on top: HTTP, Connect, auth, the request token, the policy
+binding, logging (and a worker-thread hop for NanoTDF, which never runs inline).
 """
 
 from __future__ import annotations
@@ -38,6 +46,9 @@ from bench.results import Figure
 from bench.timing import Budget
 
 TARGET = 0.5
+EC_EXTRA_CPU_MS = 0.25  # server CPU per EC Rewrap beyond the in-process crypto, at most
+BULK_TARGET = 0.8
+BULK = (10, 100)
 WORKERS = 2
 # Concurrency: the smallest at which the rate stops growing here. At 8 connections (4 per
 # worker) a worker's loop often runs dry between requests and pays a sleep and a wake-up per
@@ -46,6 +57,9 @@ WORKERS = 2
 CONNECTIONS = 16
 LUA = Path(__file__).with_name("rewrap.lua")
 KID = "http-rsa"
+EC_KID = "http-ec"
+LOCATOR = "127.0.0.1/kas"
+GO_SECONDS = 1.0
 _RESULT = re.compile(r"RESULT (.*)")
 
 
@@ -55,8 +69,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _prepare_db(workdir: Path, root_key_hex: str) -> tuple[str, str]:
-    """A database of its own: one KAS, one local RSA-2048 key. -> (db url, public key PEM)."""
+def _prepare_db(workdir: Path, root_key_hex: str) -> tuple[str, dict]:
+    """A database of its own: one KAS, a local RSA-2048 and a local P-256 key.
+    -> (db url, {"rsa": public key PEM, "ec": public key PEM})."""
     from host.app import Platform, Settings
 
     db = f"sqlite:///{workdir / 'http.db'}"
@@ -64,35 +79,94 @@ def _prepare_db(workdir: Path, root_key_hex: str) -> tuple[str, str]:
     p = Platform(Settings(db_url=db, state_dir=str(workdir)))
     try:
         p.store.kas.create("http://127.0.0.1/kas", "kas-http")
-        key = p.keys.create_key(None, KID, "rsa:2048", "local")
-        return db, key.public_key_pem
+        rsa_key = p.keys.create_key(None, KID, "rsa:2048", "local")
+        ec_key = p.keys.create_key(None, EC_KID, "ec:secp256r1", "local")
+        return db, {"rsa": rsa_key.public_key_pem, "ec": ec_key.public_key_pem}
     finally:
         p.close()
 
 
-def _request(kas_public_pem: str):
-    """(kas.RewrapRequest bytes, wrapped DEK, client public PEM): what an SDK sends for one TDF."""
-    import jwt
-    from cryptography.hazmat.primitives.asymmetric import rsa
+def _binding(dek: bytes, policy_b64: str) -> str:
+    return base64.b64encode(hmac.new(dek, policy_b64.encode(), hashlib.sha256).hexdigest().encode()).decode()
 
+
+POLICY_B64 = base64.b64encode(json.dumps({"uuid": "bench", "body": {}}).encode()).decode()
+
+
+def _wrapped_kao(kas_pems: dict, kind: str) -> tuple[dict, bytes, bytes | None]:
+    """A standard-TDF key access object for a fresh DEK: (object, wrapped DEK, ephemeral PEM or None)."""
     from host import crypto
 
     dek = os.urandom(32)
-    wrapped = crypto.rsa_wrap(crypto.load_public_pem(kas_public_pem, "rsa:2048"), dek)
-    policy_b64 = base64.b64encode(json.dumps({"uuid": "bench", "body": {}}).encode()).decode()
-    binding = base64.b64encode(hmac.new(dek, policy_b64.encode(), hashlib.sha256).hexdigest().encode()).decode()
-    client = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    client_pem = crypto.public_pem(client)
-    kao = {"type": "wrapped", "protocol": "kas", "kid": KID, "url": "http://127.0.0.1/kas",
-           "wrappedKey": base64.b64encode(wrapped).decode(), "policyBinding": {"alg": "HS256", "hash": binding}}
-    body = {"clientPublicKey": client_pem,
-            "requests": [{"policy": {"id": "policy", "body": policy_b64},
-                          "keyAccessObjects": [{"keyAccessObjectId": "kao-0", "keyAccessObject": kao}]}]}
-    now = int(time.time())
-    token = jwt.encode({"requestBody": json.dumps(body), "iat": now, "exp": now + 3600}, client, algorithm="RS256")
+    if kind == "rsa":
+        wrapped, eph = crypto.rsa_wrap(crypto.load_public_pem(kas_pems["rsa"], "rsa:2048"), dek), None
+        kao = {"type": "wrapped", "kid": KID}
+    else:
+        wrapped, eph_pem = crypto.ec_wrap(crypto.load_public_pem(kas_pems["ec"], "ec:secp256r1"), dek)
+        eph = eph_pem.encode()
+        kao = {"type": "ec-wrapped", "kid": EC_KID, "ephemeralPublicKey": eph_pem}
+    kao.update({"protocol": "kas", "url": f"http://{LOCATOR}", "wrappedKey": base64.b64encode(wrapped).decode(),
+                "policyBinding": {"alg": "HS256", "hash": _binding(dek, POLICY_B64)}})
+    return kao, wrapped, eph
+
+
+def _nano_kao(kas_pems: dict) -> dict:
+    """A NanoTDF header as the specification defines it (P-256, GMAC binding), kid "e1"."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    from host import crypto
+    from host.kas import nanotdf
+
+    ephemeral = ec.generate_private_key(ec.SECP256R1())
+    kas_pub = crypto.load_public_pem(kas_pems["ec"], "ec:secp256r1")
+    dek = HKDF(hashes.SHA256(), 32, nanotdf.NANO_SALT, None).derive(ephemeral.exchange(ec.ECDH(), kas_pub))
+    policy = json.dumps({"uuid": "bench", "body": {"dataAttributes": None, "dissem": []}}).encode()
+    digest = hashlib.sha256(policy).digest()
+    bound = AESGCM(dek).encrypt(b"\xff" * 12, b"", digest)[:8]  # GMAC: the tag over no plaintext
+    point = ephemeral.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
+    header = (b"L1L" + bytes([0x10, len(LOCATOR)]) + LOCATOR.encode() + b"e1" + bytes([0x00, 0x05, 0x01])
+              + len(policy).to_bytes(2, "big") + policy + bound + point)
+    return {"type": "remote", "protocol": "kas", "url": f"http://{LOCATOR}", "header": base64.b64encode(header).decode()}
+
+
+def _signed(kaos: list[dict], client, algorithm: str) -> bytes:
+    """kas.RewrapRequest bytes: one policy over `kaos`, the body signed by the client key."""
+    import jwt
+
+    from host import crypto
     from host.server.protos import kas_pb2
 
-    return kas_pb2.RewrapRequest(signed_request_token=token).SerializeToString(), wrapped, client_pem
+    body = {"clientPublicKey": crypto.public_pem(client),
+            "requests": [{"policy": {"id": "policy", "body": POLICY_B64},
+                          "keyAccessObjects": [{"keyAccessObjectId": f"kao-{i}", "keyAccessObject": kao}
+                                               for i, kao in enumerate(kaos)]}]}
+    now = int(time.time())
+    token = jwt.encode({"requestBody": json.dumps(body), "iat": now, "exp": now + 3600}, client, algorithm=algorithm)
+    return kas_pb2.RewrapRequest(signed_request_token=token).SerializeToString()
+
+
+def _requests(kas_pems: dict) -> tuple[dict, dict]:
+    """What the SDK sends, per case: ({case: (request bytes, objects)}, the in-process baseline's
+    inputs {"rsa"|"ec": (kid, wrapped DEK, client public PEM, ephemeral PEM or None)})."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from host import crypto
+
+    rsa_client = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_client = ec.generate_private_key(ec.SECP256R1())
+    rsa_kao, rsa_wrapped, _ = _wrapped_kao(kas_pems, "rsa")
+    ec_kao, ec_wrapped, ec_eph = _wrapped_kao(kas_pems, "ec")
+    cases = {"rsa": (_signed([rsa_kao], rsa_client, "RS256"), 1),
+             "ec": (_signed([ec_kao], ec_client, "ES256"), 1),
+             "nano": (_signed([_nano_kao(kas_pems)], ec_client, "ES256"), 1)}
+    for n in BULK:
+        cases[f"bulk{n}"] = (_signed([_wrapped_kao(kas_pems, "rsa")[0] for _ in range(n)], rsa_client, "RS256"), n)
+    baseline = {"rsa": (KID, rsa_wrapped, crypto.public_pem(rsa_client), None),
+                "ec": (EC_KID, ec_wrapped, crypto.public_pem(ec_client), ec_eph)}
+    return cases, baseline
 
 
 class _Server:
@@ -175,8 +249,9 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 def _wrk(url: str, body_file: Path, token: str, seconds: int, server_pids: list[int] | None = None,
-         content_type: str = "application/proto") -> dict:
-    env = {**os.environ, "WRK_BODY_FILE": str(body_file), "WRK_CONTENT_TYPE": content_type, "WRK_TOKEN": token}
+         content_type: str = "application/proto", permits: int = 1) -> dict:
+    env = {**os.environ, "WRK_BODY_FILE": str(body_file), "WRK_CONTENT_TYPE": content_type, "WRK_TOKEN": token,
+           "WRK_PERMITS": str(permits)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_before = _cpu_seconds(server_pids or [])
     proc = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(LUA), url],
@@ -194,35 +269,38 @@ def _wrk(url: str, body_file: Path, token: str, seconds: int, server_pids: list[
 
 
 # ---- the in-process baseline: WORKERS processes, driven round by round ---------------
-def _inproc_worker(conn, db: str, root_key_hex: str, wrapped: bytes, client_pem: str) -> None:
+def _inproc_worker(conn, db: str, root_key_hex: str, ops: dict) -> None:
     os.environ["PLATFORM_ROOT_KEY"] = root_key_hex
     from host.app import Platform, Settings
 
     p = Platform(Settings(db_url=db, state_dir=os.path.dirname(db.removeprefix("sqlite:///"))))
     keys = p.keys
-    keys.rewrap(KID, wrapped, client_pem)  # warm: key lookup, private key cached
+    for kid, wrapped, client_pem, eph in ops.values():
+        keys.rewrap(kid, wrapped, client_pem, eph)  # warm: key lookup, private key cached
     conn.send("ready")
     while True:
-        seconds = conn.recv()
-        if seconds is None:
+        got = conn.recv()
+        if got is None:
             break
+        name, seconds = got
+        kid, wrapped, client_pem, eph = ops[name]
         n = 0
         t_end = time.perf_counter() + seconds
         t0, c0 = time.perf_counter(), time.process_time()
         while time.perf_counter() < t_end:
-            keys.rewrap(KID, wrapped, client_pem)
+            keys.rewrap(kid, wrapped, client_pem, eph)
             n += 1
         conn.send((n / (time.perf_counter() - t0), (time.process_time() - c0) / n))
     p.close()
 
 
 class _InProcess:
-    def __init__(self, db: str, root_key_hex: str, wrapped: bytes, client_pem: str):
+    def __init__(self, db: str, root_key_hex: str, ops: dict):
         ctx = multiprocessing.get_context("spawn")  # no fork after plugins and SoftHSM are loaded
         self.conns, self.procs = [], []
         for _ in range(WORKERS):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_inproc_worker, args=(child, db, root_key_hex, wrapped, client_pem),
+            proc = ctx.Process(target=_inproc_worker, args=(child, db, root_key_hex, ops),
                                daemon=True)
             proc.start()
             self.conns.append(parent)
@@ -231,10 +309,10 @@ class _InProcess:
             if not c.poll(120) or c.recv() != "ready":
                 raise BenchSetupError("in-process rewrap workers did not start")
 
-    def rate(self, seconds: float) -> tuple[float, float]:
-        """(operations per second of all workers, CPU seconds per operation)."""
+    def rate(self, name: str, seconds: float) -> tuple[float, float]:
+        """(operations `name` per second of all workers, CPU seconds per operation)."""
         for c in self.conns:
-            c.send(seconds)
+            c.send((name, seconds))
         got = [c.recv() for c in self.conns]
         return sum(r for r, _ in got), statistics.mean(cpu for _, cpu in got)
 
@@ -257,86 +335,169 @@ def _post(url: str, path: str, body: bytes, content_type: str, token: str):
                       headers={"content-type": content_type, "authorization": f"Bearer {token}"})
 
 
+def _go_peer():
+    """The Go program of bench/peer.py, or the reason there is none."""
+    from bench.peer import GoPeer
+
+    try:
+        return GoPeer(), ""
+    except BenchSetupError as e:
+        return None, str(e)
+
+
 def run(env, budget: Budget) -> list[Figure]:
     if shutil.which("wrk") is None:
         raise BenchSetupError("wrk is not installed (make sysdeps)")
     workdir = env.workdir / "http"
     workdir.mkdir(exist_ok=True)
-    db, kas_pem = _prepare_db(workdir, env.root_key_hex)
-    body, wrapped, client_pem = _request(kas_pem)
-    body_file = workdir / "rewrap-request.bin"
-    body_file.write_bytes(body)
+    db, kas_pems = _prepare_db(workdir, env.root_key_hex)
+    cases, ops = _requests(kas_pems)
+    files = {}
+    for name, (body, _) in cases.items():
+        files[name] = workdir / f"rewrap-{name}.bin"
+        files[name].write_bytes(body)
+    _, wrapped, client_pem, _ = ops["rsa"]
     floor_body = json.dumps({"kid": KID, "wrapped": wrapped.hex(), "client_public_key": client_pem}).encode()
     floor_file = workdir / "floor-request.json"
     floor_file.write_bytes(floor_body)
     server = _Server(workdir, db, env.root_key_hex)
     floor = _Server(workdir, db, env.root_key_hex, floor=True)
-    inproc = None
+    inproc = peer = None
     try:
         server.wait_ready(lambda url: __import__("httpx").get(f"{url}/readyz", timeout=2))
         floor.wait_ready(lambda url: _post(url, "/", floor_body, "application/json", "bench"))
-        check = _post(server.url, "/kas.AccessService/Rewrap", body, "application/proto", server.client_token)
-        if check.status_code != 200 or b"permit" not in check.content:
-            raise BenchSetupError(f"the Rewrap request was refused: {check.status_code} {check.text[:300]}")
-        inproc = _InProcess(db, env.root_key_hex, wrapped, client_pem)
+        for name, (body, n) in cases.items():
+            check = _post(server.url, "/kas.AccessService/Rewrap", body, "application/proto", server.client_token)
+            if check.status_code != 200 or check.content.count(b"permit") < n:
+                raise BenchSetupError(f"the {name} Rewrap request was refused: {check.status_code} {check.text[:300]}")
+        inproc = _InProcess(db, env.root_key_hex, ops)
+        peer, no_peer = _go_peer()
         pids, floor_pids = _process_tree(server.proc.pid), _process_tree(floor.proc.pid)
 
-        def platform_run(seconds):
-            return _wrk(server.url, body_file, server.client_token, seconds, pids)
+        def http_step(name):
+            return lambda seconds: _wrk(server.url, files[name], server.client_token, seconds, pids,
+                                        permits=cases[name][1])
 
         def floor_run(seconds):
             return _wrk(floor.url, floor_file, "bench", seconds, floor_pids, content_type="application/json")
 
-        platform_run(1), floor_run(1)  # warm every worker's caches
+        def go_run(seconds):
+            go_seconds = min(GO_SECONDS, seconds)
+            return {op: peer.rate(op, go_seconds) for op in ("rsa", "ecdh")}
+
+        for name in cases:
+            http_step(name)(1)  # warm every worker's caches
+        floor_run(1)
+        steps = [(name, http_step(name)) for name in cases]
+        steps += [("base_rsa", lambda seconds: inproc.rate("rsa", seconds)),
+                  ("base_ec", lambda seconds: inproc.rate("ec", seconds)), ("floor", floor_run)]
+        if peer is not None:
+            steps.append(("go", go_run))
         rounds = []
-        steps = [("http", platform_run), ("base", inproc.rate), ("floor", floor_run)]
         for r in range(budget.http_rounds):
             got = {}
-            for name, step in steps[r % 3:] + steps[:r % 3]:  # rotate the order round by round
+            k = r % len(steps)
+            for name, step in steps[k:] + steps[:k]:  # rotate the order round by round
                 got[name] = step(budget.http_seconds)
-            for name in ("http", "floor"):
+            for name in [*cases, "floor"]:
                 if got[name]["errors"] or got[name]["bad"]:
                     raise BenchSetupError(f"wrk ({name}) saw {got[name]['errors']:.0f} errors and "
-                                          f"{got[name]['bad']:.0f} non-permit responses of {got[name]['requests']:.0f}")
+                                          f"{got[name]['bad']:.0f} bad responses of {got[name]['requests']:.0f}")
             rounds.append(got)
     finally:
         if inproc is not None:
             inproc.stop()
+        if peer is not None:
+            peer.close()
         server.stop()
         floor.stop()
+    return _figures(rounds, cases, peer, no_peer)
 
+
+def _figures(rounds: list[dict], cases: dict, peer, no_peer: str) -> list[Figure]:
     def med(fn):
         return statistics.median(fn(g) for g in rounds)
 
-    ratio = med(lambda g: g["http"]["rps"] / g["base"][0])
-    floor_ratio = med(lambda g: g["floor"]["rps"] / g["base"][0])
-    rps, floor_rps, base = med(lambda g: g["http"]["rps"]), med(lambda g: g["floor"]["rps"]), med(lambda g: g["base"][0])
-    server_cpu = med(lambda g: g["http"]["server_cpu_per_request"])
-    floor_cpu = med(lambda g: g["floor"]["server_cpu_per_request"])
-    inproc_cpu = med(lambda g: g["base"][1])
-    p50, p99 = med(lambda g: g["http"]["p50_ms"]), med(lambda g: g["http"]["p99_ms"])
-    wrk_cpu = med(lambda g: g["http"]["cpu_seconds"] / g["http"]["seconds"])
-    return [
-        Figure.ratio(f"HTTP Rewrap rsa:2048, {WORKERS} workers", ratio, "x in-process", TARGET,
+    base_of = {"rsa": "base_rsa", "ec": "base_ec", "nano": "base_ec"}
+
+    def ratio(name: str) -> float:  # objects per second over HTTP / in-process unwrap+rewrap per second
+        base, n = base_of.get(name, "base_rsa"), cases[name][1]
+        return med(lambda g: g[name]["rps"] * n / g[base][0])
+
+    def cpu(name: str) -> float:
+        return med(lambda g: g[name]["server_cpu_per_request"])
+
+    rps, floor_rps = med(lambda g: g["rsa"]["rps"]), med(lambda g: g["floor"]["rps"])
+    base, base_ec = med(lambda g: g["base_rsa"][0]), med(lambda g: g["base_ec"][0])
+    server_cpu, floor_cpu = cpu("rsa"), med(lambda g: g["floor"]["server_cpu_per_request"])
+    inproc_cpu, inproc_ec_cpu = med(lambda g: g["base_rsa"][1]), med(lambda g: g["base_ec"][1])
+    p50, p99 = med(lambda g: g["rsa"]["p50_ms"]), med(lambda g: g["rsa"]["p99_ms"])
+    wrk_cpu = med(lambda g: g["rsa"]["cpu_seconds"] / g["rsa"]["seconds"])
+    figures = [
+        Figure.ratio(f"HTTP Rewrap rsa:2048, {WORKERS} workers", ratio("rsa"), "x in-process", TARGET,
                      note=f"{rps:,.0f} req/s over {CONNECTIONS} keep-alive connections vs in-process unwrap+rewrap "
                           f"{base:,.0f}/s on {WORKERS} processes",
                      http_per_s=round(rps, 1), inprocess_per_s=round(base, 1),
-                     ratio_rounds=[round(g["http"]["rps"] / g["base"][0], 4) for g in rounds]),
+                     ratio_rounds=[round(g["rsa"]["rps"] / g["base_rsa"][0], 4) for g in rounds]),
         Figure("HTTP Rewrap CPU per request", server_cpu * 1e3, "ms",
                note=f"all server processes' CPU / requests; in-process unwrap+rewrap {inproc_cpu * 1e3:.3f} ms per "
                     f"operation (x{inproc_cpu / server_cpu:.3f}: the rate ratio an idle machine would give)",
                detail={"server_cpu_ms_per_request": round(server_cpu * 1e3, 4),
                        "inprocess_cpu_ms_per_op": round(inproc_cpu * 1e3, 4),
                        "cpu_efficiency": round(inproc_cpu / server_cpu, 4)}),
-        Figure("HTTP floor: bare ASGI app, same server", floor_ratio, "x in-process",
+        Figure("HTTP floor: bare ASGI app, same server", med(lambda g: g["floor"]["rps"] / g["base_rsa"][0]),
+               "x in-process",
                note=f"bench/asgi_floor.py on granian, {WORKERS} workers: {floor_rps:,.0f} req/s, "
                     f"{floor_cpu * 1e3:.3f} ms CPU per request (no Connect, auth, token, binding, logs)",
                detail={"floor_per_s": round(floor_rps, 1), "floor_cpu_ms_per_request": round(floor_cpu * 1e3, 4)}),
         Figure("HTTP Rewrap latency p50", p50, "ms", note=f"p99 {p99:.2f} ms at {CONNECTIONS} connections",
                detail={"p50_ms": p50, "p99_ms": p99}),
         Figure("HTTP Rewrap latency p99", p99, "ms"),
-        Figure("load generator CPU (wrk)", wrk_cpu * 100, "% of a core",
-               note=f"wrk -t1 -c{CONNECTIONS} with bench/rewrap.lua: {wrk_cpu * 100:.1f}% of one core "
-                    f"while the server ran {rps:,.0f} req/s",
-               detail={"cpu_core_fraction": round(wrk_cpu, 4)}),
     ]
+    # The peer's ceiling: requests per CPU-second of the server against Go's raw operation per CPU-second.
+    if peer is None:
+        figures.append(Figure("HTTP Rewrap rsa:2048 per core vs Go raw decrypt", None, "x Go raw", note=no_peer))
+    else:
+        go_rsa, go_ecdh = med(lambda g: g["go"]["rsa"]), med(lambda g: g["go"]["ecdh"])
+        per_core = med(lambda g: 1 / g["rsa"]["server_cpu_per_request"] / g["go"]["rsa"])
+        figures.append(Figure(
+            "HTTP Rewrap rsa:2048 per core vs Go raw decrypt", per_core, "x Go raw",
+            note=f"{1 / server_cpu:,.0f} Rewraps per server CPU-second vs {peer.version} RSA-2048 OAEP decrypt "
+                 f"alone {go_rsa:,.0f}/s per core (a Go KAS's ceiling): "
+                 f"{'above' if per_core > 1 else 'below'} the peer's best case",
+            detail={"http_per_cpu_s": round(1 / server_cpu, 1), "go_rsa_per_cpu_s": round(go_rsa, 1)}))
+        ec_core = med(lambda g: 1 / g["ec"]["server_cpu_per_request"] / g["go"]["ecdh"])
+        figures.append(Figure(
+            "HTTP EC Rewrap per core vs Go raw ECDH", ec_core, "x Go raw",
+            note=f"{1 / cpu('ec'):,.0f} ec-wrapped Rewraps per server CPU-second vs {peer.version} P-256 ECDH alone "
+                 f"{go_ecdh:,.0f}/s per core (an EC Rewrap to an EC client needs two: KAS key, session key)",
+            detail={"http_per_cpu_s": round(1 / cpu("ec"), 1), "go_ecdh_per_cpu_s": round(go_ecdh, 1)}))
+    labels = {"ec": "ec:secp256r1 (ec-wrapped)", "nano": "NanoTDF P-256"}
+    for name, label in labels.items():
+        extra = (cpu(name) - inproc_ec_cpu) * 1e3
+        figures.append(Figure.ratio(
+            f"HTTP Rewrap {label}, {WORKERS} workers", ratio(name), "x in-process", TARGET,
+            note=f"{med(lambda g: g[name]['rps']):,.0f} req/s vs in-process unwrap+rewrap {base_ec:,.0f}/s; "
+                 f"p50 {med(lambda g: g[name]['p50_ms']):.2f} ms, p99 {med(lambda g: g[name]['p99_ms']):.2f} ms",
+            ratio_rounds=[round(g[name]["rps"] / g["base_ec"][0], 4) for g in rounds]))
+        figures.append(Figure(
+            f"HTTP Rewrap {label} CPU beyond the crypto", extra, "ms", f"<= {EC_EXTRA_CPU_MS:g}",
+            extra <= EC_EXTRA_CPU_MS,
+            note=f"server CPU {cpu(name) * 1e3:.3f} ms per request - in-process unwrap+rewrap "
+                 f"{inproc_ec_cpu * 1e3:.3f} ms per operation",
+            detail={"server_cpu_ms_per_request": round(cpu(name) * 1e3, 4),
+                    "inprocess_cpu_ms_per_op": round(inproc_ec_cpu * 1e3, 4)}))
+    for n in BULK:
+        name = f"bulk{n}"
+        figures.append(Figure.ratio(
+            f"HTTP bulk Rewrap, {n} objects per request", ratio(name), "x in-process", BULK_TARGET,
+            note=f"{med(lambda g: g[name]['rps']) * n:,.0f} objects/s ({med(lambda g: g[name]['rps']):,.0f} req/s) vs "
+                 f"in-process {base:,.0f}/s; server CPU {cpu(name) / n * 1e3:.3f} ms per object; "
+                 f"p50 {med(lambda g: g[name]['p50_ms']):.1f} ms, p99 {med(lambda g: g[name]['p99_ms']):.1f} ms",
+            ratio_rounds=[round(g[name]["rps"] * n / g["base_rsa"][0], 4) for g in rounds],
+            server_cpu_ms_per_object=round(cpu(name) / n * 1e3, 4)))
+    figures.append(Figure("load generator CPU (wrk)", wrk_cpu * 100, "% of a core",
+                          note=f"wrk -t1 -c{CONNECTIONS} with bench/rewrap.lua: {wrk_cpu * 100:.1f}% of one core "
+                               f"while the server ran {rps:,.0f} req/s",
+                          detail={"cpu_core_fraction": round(wrk_cpu, 4)}))
+    return figures

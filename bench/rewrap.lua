@@ -1,7 +1,7 @@
 -- wrk script for `make bench`: one pre-signed TDF Rewrap request (a Connect
 -- unary call, kas.RewrapRequest serialized once by bench/http.py), replayed
 -- over keep-alive connections. A response counts as good only when it is a
--- 200 whose body carries a permitted result.
+-- 200 whose body carries WRK_PERMITS permitted results (default 1).
 --   WRK_BODY_FILE=req.bin WRK_CONTENT_TYPE=application/proto WRK_TOKEN=<client bearer token> \
 --     wrk -t1 -c16 -d5s -s bench/rewrap.lua http://127.0.0.1:PORT
 local f = assert(io.open(os.getenv("WRK_BODY_FILE"), "rb"))
@@ -18,9 +18,21 @@ setup = function(thread)
   table.insert(threads, thread)
 end
 
+-- WRK_PERMITS: how many permitted results a good response carries (bulk requests: one per object)
+local permits = tonumber(os.getenv("WRK_PERMITS") or "1")
 bad = 0
 response = function(status, headers, body)
-  if status ~= 200 or not string.find(body, "permit", 1, true) then
+  if status ~= 200 then
+    bad = bad + 1
+    return
+  end
+  local n, pos = 0, 1
+  while n < permits do
+    local at = string.find(body, "permit", pos, true)
+    if not at then break end
+    n, pos = n + 1, at + 6
+  end
+  if n < permits then
     bad = bad + 1
   end
 end

@@ -24,6 +24,13 @@ EXPECTED = [
     "provider rsa:2048 cold", "provider ec:secp256r1 cold", "provider cache hit ratio",
     "2 threads bench-rsa (OpenSSL in plugin)", "2 threads pkcs11 (SoftHSM2)",
     "HTTP Rewrap rsa:2048, 2 workers", "HTTP Rewrap CPU per request", "load generator CPU (wrk)",
+    "Go RSA-2048 OAEP-SHA1 decrypt per core", "Go ECDH P-256 per core",
+    "cold key, 16 clients: manager calls per expiry", "cold key, 16 clients: p99 across an expiry",
+    "hot key, 16 clients: p99 across TTL ends",
+    "HTTP Rewrap rsa:2048 per core vs Go raw decrypt",
+    "HTTP Rewrap ec:secp256r1 (ec-wrapped), 2 workers", "HTTP Rewrap ec:secp256r1 (ec-wrapped) CPU beyond the crypto",
+    "HTTP Rewrap NanoTDF P-256, 2 workers", "HTTP Rewrap NanoTDF P-256 CPU beyond the crypto",
+    "HTTP bulk Rewrap, 10 objects per request", "HTTP bulk Rewrap, 100 objects per request",
 ]
 
 
@@ -82,3 +89,18 @@ def test_http_connections_out_of_range_is_refused_before_any_work(value):
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "--http-connections" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_go_peer_is_measured_when_a_current_go_is_there(smoke):
+    from bench.env import BenchSetupError
+    from bench.peer import go_binary
+
+    try:
+        go_binary()
+    except BenchSetupError:
+        pytest.skip("no Go >= 1.20 here (the bench extra installs one: make bench)")
+    _, results = smoke
+    got = {f["name"]: f for f in results["figures"]}
+    for name in ("Go RSA-2048 OAEP-SHA1 decrypt per core", "Go ECDH P-256 per core",
+                 "HTTP Rewrap rsa:2048 per core vs Go raw decrypt"):
+        assert got[name]["value"] is not None and got[name]["value"] > 0, got[name]
