@@ -40,7 +40,8 @@ SCHEMA = _object({
         "env": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
         "value": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
         "allow_in_file": _bool,
-    }, maxProperties=2),
+        "allow_plaintext_secrets": _bool,
+    }, maxProperties=3),
     "plugins": {"type": "array", "items": _object(
         {"path": _str, "isolated": _bool, "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}},
         required=["path"])},
@@ -63,6 +64,7 @@ SCHEMA = _object({
 ENV_SETTINGS: dict[str, str] = {
     "database.url": "PLATFORM_DB_URL",
     "root_key.file": "PLATFORM_ROOT_KEY_FILE",
+    "root_key.allow_plaintext_secrets": "PLATFORM_ALLOW_PLAINTEXT_SECRETS",
     "server.max_connections": "PLATFORM_HTTP_MAX_CONNECTIONS",
     "server.header_timeout_ms": "PLATFORM_HTTP_HEADER_TIMEOUT_MS",
     "server.body_timeout_ms": "PLATFORM_HTTP_BODY_TIMEOUT_MS",

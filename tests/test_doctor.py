@@ -123,9 +123,9 @@ def test_a_plaintext_provider_config_fails(setup):
     config.write_text(json.dumps({"keks": {"kek-2": KEK}, "default_key_id": "kek-2"}))
     create = ["policy", "keymanagement", "provider", "create", "--name", "plain", "--manager", "example-c",
               "--config", f"@{config}"]
-    if "--allow-plaintext-secrets" in setup.run(*create[:4], "--help").stdout:  # refused without it, where offered
-        create.append("--allow-plaintext-secrets")
-    made = setup.run(*create, root_key=False)
+    refused = setup.run(*create, root_key=False)
+    assert refused.returncode == 1 and "keks" in refused.stderr and KEK not in refused.stderr
+    made = setup.run("--allow-plaintext-secrets", *create, root_key=False)  # the operator insists
     assert made.returncode == 0, made.stderr
     code, doc, _ = setup.doctor()
     assert code == 1

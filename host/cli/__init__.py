@@ -77,11 +77,18 @@ def _load_config_file(ctx: click.Context, _param, path: str | None) -> None:
               help="With --host: the bearer token to send (never printed).")
 @click.option("--with-client-creds-file", "creds_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help='With --host: JSON {"clientId", "clientSecret"}; a token is fetched from the platform\'s issuer.')
+@click.option("--allow-plaintext-secrets", is_flag=True, default=False,
+              help="Store provider configs holding secrets even without a root key (unencrypted). "
+                   "Also PLATFORM_ALLOW_PLAINTEXT_SECRETS=true.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.pass_context
 def main(ctx: click.Context, plugins, legacy_factories, db_url, root_key_file, api_host, access_token, creds_file,
-         verbose):
+         allow_plaintext_secrets, verbose):
     """KAS key-manager platform."""
+    if allow_plaintext_secrets:  # read where configs are stored (host.plaintext), in this process
+        from host import plaintext
+
+        os.environ[plaintext.ALLOW_ENV] = "true"
     _api_target(ctx, api_host, access_token, creds_file)
     paths = list(plugins) + _split_env_paths(os.environ.get("PLATFORM_KEY_MANAGER_PLUGINS"))
     if not paths and "config_file" in ctx.meta:  # the file's plugins only when neither flag nor env names any
@@ -91,11 +98,10 @@ def main(ctx: click.Context, plugins, legacy_factories, db_url, root_key_file, a
         new_form = " ".join(f"--key-manager-plugin={p}" for p in legacy_paths)
         click.echo(f"warning: --key-manager-factories is deprecated; use {new_form}", err=True)
         paths.extend(legacy_paths)
-    if db_url:  # an explicit SQLite path: relative is warned about, a missing directory refused
+    if db_url:  # an explicit SQLite path: relative, or in a directory to be created, is said so
         from host.cli import dburl
 
-        warning = dburl.check(db_url)
-        if warning:
+        for warning in dburl.check(db_url):
             click.echo(warning, err=True)
     settings = Settings(plugin_paths=tuple(paths), db_url=db_url, root_key_file=root_key_file, verbosity=verbose)
     ctx.obj = Platform(settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from anyio import to_thread
 
+from host import plaintext
 from host.server import convert
 from host.server.connect import Call, procedures_for
 from host.server.protos import common_pb2, key_management_pb2 as km
@@ -21,6 +22,7 @@ class KeyManagementHandlers:
 
     async def create_provider_config(self, req: km.CreateProviderConfigRequest, call: Call):
         labels = convert.labels(req.metadata) if req.HasField("metadata") else None
+        plaintext.check(self.platform.root_key, bytes(req.config_json))
         pc = await to_thread.run_sync(self._providers.create, req.name, req.manager, bytes(req.config_json), labels)
         return km.CreateProviderConfigResponse(provider_config=convert.provider_config(pc))
 
@@ -47,6 +49,7 @@ class KeyManagementHandlers:
             labels = dict(req.metadata.labels)
             # OpenTDF: EXTEND (the default) merges labels, REPLACE swaps them.
             extend = req.metadata_update_behavior != common_pb2.METADATA_UPDATE_ENUM_REPLACE
+        plaintext.check(self.platform.root_key, bytes(req.config_json) if req.config_json else None)
         pc = await to_thread.run_sync(lambda: self._providers.update(
             req.id, name=req.name or None, manager=req.manager or None,
             config_json=bytes(req.config_json) if req.config_json else None,

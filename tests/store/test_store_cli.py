@@ -34,6 +34,8 @@ BASIC = "opentdf.io/basic"
 def cli(db_url, tmp_path, monkeypatch):
     """Invoke `platform --db <db_url> ...` in-process; returns click's Result."""
     monkeypatch.delenv("PLATFORM_ROOT_KEY", raising=False)
+    # the seed configs hold secrets; without a root key they are refused unless allowed (host.plaintext)
+    monkeypatch.setenv("PLATFORM_ALLOW_PLAINTEXT_SECRETS", "true")
     monkeypatch.delenv("PLATFORM_KEY_MANAGER_PLUGINS", raising=False)
     monkeypatch.setenv("PLATFORM_STATE_DIR", str(tmp_path / "state"))
     runner = CliRunner()
@@ -310,8 +312,13 @@ def test_console_script_bad_input_one_line(sqlite_db_url, tmp_path):
                    "name is not valid UTF-8")
     one_line_error(platform(*PROVIDER, "get", "--name", "p"), "not found")
     one_line_error(platform(*PROVIDER, "get", "--id", "6b1f4c5e-0000-4000-8000-000000000000"), "not found")
-    # Without a root key the store warns once on stderr that secrets are stored unencrypted.
-    created = platform(*PROVIDER, "create", "-n", "p", "-m", "m", "-c", '{"token": "TOPSECRET"}')
+    # Without a root key a config with a secret is refused, naming the field, not its value ...
+    refused = platform(*PROVIDER, "create", "-n", "p", "-m", "m", "-c", '{"token": "TOPSECRET"}')
+    one_line_error(refused, "secrets (token) would be stored unencrypted")
+    assert b"TOPSECRET" not in refused.stderr + refused.stdout
+    # ... and, when the operator insists, stored with one warning on stderr.
+    created = platform("--allow-plaintext-secrets", *PROVIDER, "create", "-n", "p", "-m", "m", "-c",
+                       '{"token": "TOPSECRET"}')
     assert created.returncode == 0
     warnings = [line for line in created.stderr.decode().splitlines() if "no root key" in line]
     assert len(warnings) == 1 and b"TOPSECRET" not in created.stderr
