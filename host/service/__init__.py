@@ -26,7 +26,7 @@ class KeyService:
         """Refuse to start with local-mode keys but no root key to unwrap them."""
         if self._root_key is not None:
             return
-        total = sum(1 for k in _all_keys(self.store) if k.mode == "local")
+        total = sum(1 for k in self.store.keys.iterate() if k.mode == "local")
         if total:
             raise errors.FailedPrecondition(
                 f"the database holds {total} local-mode key(s) but no root key is configured: set PLATFORM_ROOT_KEY "
@@ -80,12 +80,3 @@ class KeyService:
     def close(self) -> None:
         self.unwrap_path.close()
 
-
-def _all_keys(store):
-    offset = 0
-    while True:
-        keys, total = store.keys.list(limit=500, offset=offset)
-        yield from keys
-        offset += len(keys)
-        if not keys or offset >= total:
-            return

@@ -15,7 +15,7 @@ from host.errors import AlreadyExists, InvalidArgument, NotFound
 from host.store import validation as v
 from host.store.models import KasKeyRow, KeyAccessServerRow
 from host.store.records import KeyAccessServer
-from host.store.sessions import SessionSource, ordering, page_rows, utcnow
+from host.store.sessions import SessionSource, page_rows, utcnow
 
 SORT_FIELDS = ("name", "uri", "created_at", "updated_at")
 
@@ -63,7 +63,7 @@ class KasRepository:
         field, direction = v.sort(sort, SORT_FIELDS)
         with self._sessions.session() as s:
             total = s.scalar(select(func.count()).select_from(KeyAccessServerRow))
-            rows = page_rows(s, KeyAccessServerRow, (), ordering(KeyAccessServerRow, field, direction), limit, offset)
+            rows = page_rows(s, KeyAccessServerRow, (), field, direction, limit, offset, total)
             return [kas_record(r) for r in rows], int(total)
 
     def update(self, id: str, uri: str | None = None, name: str | None = None,

@@ -123,6 +123,7 @@ class KasKeyRow(Base):
         Index("ix_kas_key_created_at_id", "created_at", "id"),
         Index("ix_kas_key_updated_at_id", "updated_at", "id"),
         Index("ix_kas_key_status_id", "status", "id"),
+        Index("ix_kas_key_kas_id_created_at_id", "kas_id", "created_at", "id"),  # a KAS's keys (0006)
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

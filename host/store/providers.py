@@ -21,7 +21,7 @@ from host.errors import AlreadyExists, CryptoError, FailedPrecondition, InvalidA
 from host.store import validation as v
 from host.store.models import KasKeyRow, KeyAccessServerRow, ProviderConfigRow
 from host.store.records import ProviderConfig
-from host.store.sessions import SessionSource, ordering, page_rows, utcnow
+from host.store.sessions import SessionSource, page_rows, utcnow
 
 log = logging.getLogger("host.store")
 _plaintext_warned = False
@@ -117,7 +117,7 @@ class ProviderRepository:
         limit, offset = v.page(limit, offset)
         with self._sessions.session() as s:
             total = s.scalar(select(func.count()).select_from(ProviderConfigRow))
-            rows = page_rows(s, ProviderConfigRow, (), ordering(ProviderConfigRow, "created_at", "desc"), limit, offset)
+            rows = page_rows(s, ProviderConfigRow, (), "created_at", "desc", limit, offset, total)
             return [self._codec.record(r) for r in rows], int(total)
 
     def update(self, id: str, name: str | None = None, manager: str | None = None,

@@ -26,7 +26,7 @@ _PG_LOCK_KEY = 0x4B4D_5354  # "KMST": serializes schema changes across processes
 
 # The newest migration in migrations/versions. Kept as a constant so that opening
 # an up-to-date database does not import Alembic (a test checks it stays in step).
-HEAD = "0005_pq_algorithms"
+HEAD = "0006_kas_key_list_by_kas"
 
 
 def _config(connection: Connection | None = None):

@@ -70,8 +70,7 @@ def test_list_pages_keep_offset_semantics_in_constant_queries(store, sort):
     field, direction = sort or ("created_at", "desc")
     every, total = store.keys.list(limit=100, sort=sort)
     assert total == 23
-    expected = sorted(every, key=lambda k: k.id)
-    expected.sort(key=lambda k: getattr(k, field), reverse=direction == "desc")
+    expected = sorted(every, key=lambda k: (getattr(k, field), k.id), reverse=direction == "desc")
     assert [k.id for k in every] == [k.id for k in expected]
     counts, pages = [], []
     for offset in (0, 7, 14, 21, 23):
@@ -82,6 +81,73 @@ def test_list_pages_keep_offset_semantics_in_constant_queries(store, sort):
     assert sum(pages, []) == [k.id for k in expected]
     assert counts[:4] == [3, 3, 3, 3]  # count, the page's ids, its rows: whatever the offset
     assert store.keys.list(limit=7, offset=7, kas_id=kas.id, sort=sort)[0][0].id == expected[7].id
+
+
+def _skipped(parameters) -> int:
+    """The OFFSET of a page query (its last bound parameter, after LIMIT, on both backends)."""
+    values = list(parameters.values()) if isinstance(parameters, dict) else list(parameters)
+    return values[-1]
+
+
+def test_no_page_skips_more_than_half_the_rows(store):
+    _keys(store, 23)
+    every, _ = store.keys.list(limit=100)
+    skips = {}
+    for offset in range(0, 24):
+        with Statements(store.db.engine) as st:
+            page, total = store.keys.list(limit=5, offset=offset)
+        assert [k.id for k in page] == [k.id for k in every[offset:offset + 5]], offset
+        if page:
+            count, ids, rows = st.seen
+            skips[offset] = _skipped(ids[1])
+        else:
+            assert len(st.seen) == 1  # past the end: the count says so, no page query
+    assert max(skips.values()) <= 23 // 2, skips
+    assert skips[0] == 0 and skips[18] == 0 and skips[22] == 0  # first and last pages skip nothing
+
+
+@pytest.mark.parametrize("sort", [None, ("created_at", "asc"), ("key_id", "desc"), ("status", "asc"),
+                                  ("updated_at", "desc")])
+def test_iterate_walks_every_key_in_list_order_without_offset(store, sort):
+    kas, keys = _keys(store, 23)
+    for k in keys[3:9]:
+        store.keys.mark_rotated(k.id)  # ties on status: the id breaks them
+    every, _ = store.keys.list(limit=100, sort=sort)
+    with Statements(store.db.engine) as st:
+        walked = list(store.keys.iterate(sort=sort, batch=4))
+    assert [k.id for k in walked] == [k.id for k in every]
+    assert len(st.seen) == 2 * 6  # ids then rows, for 6 batches (4 x 5 and 3)
+    assert all("OFFSET" not in q.upper() or _skipped(p) == 0 for q, p in st.seen[::2])  # nothing skipped
+    assert [k.id for k in store.keys.iterate(kas_id=kas.id, status="rotated", sort=sort, batch=2)] == \
+        [k.id for k in every if k.status == "rotated"]
+
+
+def test_a_keyset_batch_is_an_index_range(store):
+    _keys(store, 9)
+    walk = store.keys.iterate(batch=4)
+    for _ in range(5):
+        next(walk)  # into the second batch
+    with Statements(store.db.engine) as st:
+        for _ in walk:
+            pass
+    (ids, parameters), *_ = st.seen
+    plan = _plan(store, ids, parameters)
+    assert "ix_kas_key_created_at_id" in plan, plan
+    assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
+
+
+def test_a_kas_page_walks_the_kas_index(store):
+    kas, _ = _keys(store, 9)
+    other = store.kas.create("https://other.example.com", "kas2")
+    store.keys.create(other.id, "o", "ec:secp256r1", "public_key", public_key_pem="PEM")
+    for offset in (0, 7):  # from the front, and from the end
+        with Statements(store.db.engine) as st:
+            page, total = store.keys.list(kas_id=kas.id, limit=2, offset=offset)
+        assert total == 9 and len(page) == 2 and {k.kas_id for k in page} == {kas.id}
+        _, (ids, parameters), _ = st.seen
+        plan = _plan(store, ids, parameters)
+        assert "ix_kas_key_kas_id_created_at_id" in plan, plan
+        assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
 
 
 def test_changed_since_names_only_configs_updated_since(store):
