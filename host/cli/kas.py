@@ -77,8 +77,9 @@ def public_key(platform, kas_ref, kid, algorithm, as_json):
 @click.option("--algorithm", "-a", type=click.Choice(list(crypto.ALGORITHMS)))
 @click.option("--in", "in_path", required=True, help="File with the DEK.")
 @click.option("--out", "out_path", required=True, help="Where to write the wrapped-key JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON on stdout (never the DEK).")
 @click.pass_obj
-def wrap(platform, kas_ref, kid, algorithm, in_path, out_path):
+def wrap(platform, kas_ref, kid, algorithm, in_path, out_path, as_json):
     """Client side: encrypt a DEK to a KAS public key (RSA-OAEP, EC with an ephemeral key, or ML-KEM / hybrid)."""
     dek = _read(in_path, "--in")
     if not dek:
@@ -95,20 +96,23 @@ def wrap(platform, kas_ref, kid, algorithm, in_path, out_path):
         wrapped = crypto.rsa_wrap(pub, dek)
     doc["wrapped_key"] = base64.b64encode(wrapped).decode()
     _write(out_path, json.dumps(doc, indent=2).encode())
-    click.echo(f"wrapped {len(dek)} bytes to {key.key_id} ({key.algorithm}) -> {out_path}", err=True)
+    _done(as_json, f"wrapped {len(dek)} bytes to {key.key_id} ({key.algorithm}) -> {out_path}",
+          {"kid": key.key_id, "algorithm": key.algorithm, "kas_uri": key.kas_uri, "bytes": len(dek), "out": out_path})
 
 
 @kas.command("unwrap")
 @click.option("--kas", "kas_ref", help="KAS id, uri or name.")
 @click.option("--in", "in_path", required=True, help="Wrapped-key JSON from `platform kas wrap`.")
 @click.option("--out", "out_path", required=True, help="Where to write the DEK.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON on stdout (never the DEK).")
 @click.pass_obj
-def unwrap(platform, kas_ref, in_path, out_path):
+def unwrap(platform, kas_ref, in_path, out_path, as_json):
     """KAS side: recover the DEK through the key's manager."""
     doc = _load_wrapped(in_path)
     dek = platform.keys.unwrap(doc["kid"], doc["_wrapped"], doc.get("ephemeral_public_key"), kas=kas_ref)
     _write(out_path, dek)
-    click.echo(f"unwrapped {len(dek)} bytes with {doc['kid']} -> {out_path}", err=True)
+    _done(as_json, f"unwrapped {len(dek)} bytes with {doc['kid']} -> {out_path}",
+          {"kid": doc["kid"], "bytes": len(dek), "out": out_path})
 
 
 @kas.command("rewrap")
@@ -116,14 +120,23 @@ def unwrap(platform, kas_ref, in_path, out_path):
 @click.option("--in", "in_path", required=True, help="Wrapped-key JSON from `platform kas wrap`.")
 @click.option("--client-public-key", required=True, help="PEM file of the client's public key (RSA or EC).")
 @click.option("--out", "out_path", required=True, help="Where to write the rewrapped-key JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON on stdout.")
 @click.pass_obj
-def rewrap(platform, kas_ref, in_path, client_public_key, out_path):
+def rewrap(platform, kas_ref, in_path, client_public_key, out_path, as_json):
     """KAS side: unwrap the DEK and re-encrypt it to the client's public key."""
     doc = _load_wrapped(in_path)
     client_pem = _read(client_public_key, "--client-public-key")
     result = platform.keys.rewrap(doc["kid"], doc["_wrapped"], client_pem, doc.get("ephemeral_public_key"), kas=kas_ref)
     _write(out_path, json.dumps(result, indent=2).encode())
-    click.echo(f"rewrapped with {doc['kid']} for the client key -> {out_path}", err=True)
+    _done(as_json, f"rewrapped with {doc['kid']} for the client key -> {out_path}", {"kid": doc["kid"], "out": out_path})
+
+
+def _done(as_json: bool, line: str, doc: dict) -> None:
+    """One summary: a line on stderr (stdout stays free for pipes), or JSON on stdout with --json."""
+    if as_json:
+        echo_json(doc)
+    else:
+        click.echo(line, err=True)
 
 
 @kas.command("stats")

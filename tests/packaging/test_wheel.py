@@ -11,6 +11,7 @@ the working directory and environment outside the repository,
   a provider-mode key, `kas wrap` / `kas unwrap` of a DEK through the plugin;
 - the same unwrap through `isolated:PATH`: km-plugin-host is built on first use from the
   sources in the package into the user's cache ($HOME/.cache), then reused;
+- `platform doctor` passes on that setup;
 - `platform serve` with its default server: /healthz, the KAS public key of that key,
   and the provider config over the Connect API.
 """
@@ -127,7 +128,9 @@ def test_installed_wheel_serves_and_round_trips_outside_the_repo(installed, tmp_
              "-m", "provider", "-p", created["id"], "--wrapping-key-id", "kek-1")
     dek = secrets.token_bytes(32)
     (work / "dek.bin").write_bytes(dek)
-    platform("kas", "wrap", "--kid", "k1", "--in", "dek.bin", "--out", "wrapped.json")
+    done = json.loads(platform("kas", "wrap", "--kid", "k1", "--in", "dek.bin", "--out", "wrapped.json", "--json"))
+    assert done == {"kid": "k1", "algorithm": "rsa:2048", "kas_uri": "http://127.0.0.1/kas", "bytes": 32,
+                    "out": "wrapped.json"}
     platform(plugin, "kas", "unwrap", "--in", "wrapped.json", "--out", "back.bin")
     assert (work / "back.bin").read_bytes() == dek
 
@@ -145,6 +148,11 @@ def test_installed_wheel_serves_and_round_trips_outside_the_repo(installed, tmp_
     assert runner.stat().st_mtime_ns == built_at
 
     port = free_port()
+    # doctor from the installed package: everything above is sound, the plugin only unpinned (a warning)
+    doctor = json.loads(_run([str(bindir / "platform"), plugin, "doctor", "--port", str(port), "--json"], work,
+                             {**env, "PLATFORM_ADMIN_TOKENS": TOKEN}))
+    assert doctor["ok"], doctor
+    assert {c["status"] for c in doctor["checks"]} <= {"ok", "warn"}
     log = (work / "serve.log").open("w")
     server = subprocess.Popen([str(bindir / "platform"), plugin, "serve", "--port", str(port)], cwd=work,
                               env={**env, "PLATFORM_ADMIN_TOKENS": TOKEN}, stdout=log, stderr=subprocess.STDOUT)
