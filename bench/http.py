@@ -477,7 +477,8 @@ def _figures(rounds: list[dict], cases: dict, peer, no_peer: str) -> list[Figure
         extra = (cpu(name) - inproc_ec_cpu) * 1e3
         figures.append(Figure.ratio(
             f"HTTP Rewrap {label}, {WORKERS} workers", ratio(name), "x in-process", TARGET,
-            note=f"{med(lambda g: g[name]['rps']):,.0f} req/s vs in-process unwrap+rewrap {base_ec:,.0f}/s; "
+            note=f"{med(lambda g: g[name]['rps']):,.0f} req/s vs in-process unwrap+rewrap {base_ec:,.0f}/s "
+                 f"(CPU: x{inproc_ec_cpu / cpu(name):.3f}, the ratio an idle machine would give); "
                  f"p50 {med(lambda g: g[name]['p50_ms']):.2f} ms, p99 {med(lambda g: g[name]['p99_ms']):.2f} ms",
             ratio_rounds=[round(g[name]["rps"] / g["base_ec"][0], 4) for g in rounds]))
         figures.append(Figure(
