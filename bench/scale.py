@@ -203,7 +203,7 @@ def _keys_and_list(env, backend: str, budget: Budget, ks: tuple[int, ...]) -> li
                 0.8 if k >= 100_000 else None,
                 note=f"{ALGORITHM} local, round-robin: {p.subject_rate:,.0f}/s vs {p.baseline_rate:,.0f}/s per CPU-s",
                 **p.detail()))
-        for i in range(largest):  # the facade's lookups are cached under (no KAS, kid): warm them too
+        for i in range(largest):  # the facade's first lookup of a kid with no KAS asks the store once
             service.unwrap(f"k{i}", wrapped, eph)
         p = paired(cycle(small, None, service.unwrap), cycle(largest, None, service.unwrap), budget)
         figures.append(Figure.ratio(

@@ -78,7 +78,8 @@ class UnwrapPath:
         self._registry = registry
         capacity = cache_capacity(cache_budget_mb)
         # Random eviction past the budget: traffic cycling over more keys degrades gradually.
-        # (kas_id or None, kid) -> KasKey
+        # kid -> {kas_id: KasKey, and None: the KasKey when the store said it is the only one with
+        # that kid}: one entry a kid, whether it is asked for with its KAS, without, or both
         self.keys = BoundedCache("keys", max_keys or capacity, evict="random")
         # KasKey.id -> _Cached; local keys without TTL, provider keys with one
         self.private_keys = BoundedCache("private_keys", max_private_keys or capacity, ttl=None, evict="random")
@@ -115,12 +116,18 @@ class UnwrapPath:
     def key(self, kid: str, kas_id: str | None = None):
         if self.revisions.period <= 0:
             self.revisions.check()
-        cache_key = (kas_id, kid)
-        key = self.keys.get(cache_key)
+        by_kas = self.keys.get(kid)
+        key = None if by_kas is None else by_kas.get(kas_id)
         if key is None:
-            self.revisions.start()  # first miss of this process: the watch runs from now on
-            key = self._store.keys.get_by_kid(kid, kas_id)
-            self.keys.put(cache_key, key)
+            key = self._load_key(kid, kas_id, by_kas)
+        return key
+
+    def _load_key(self, kid: str, kas_id: str | None, by_kas: dict | None):
+        self.revisions.start()  # first miss of this process: the watch runs from now on
+        key = self._store.keys.get_by_kid(kid, kas_id)
+        # copied, not changed in place: a lookup racing this one reads the old dict or the new
+        by_kas = {**(by_kas or {}), kas_id: key, key.kas_id: key}
+        self.keys.put(kid, by_kas)
         return key
 
     def kas_id(self, ref: str) -> str:
@@ -136,25 +143,30 @@ class UnwrapPath:
         def stale(tag) -> bool:
             return tag is not None and revisions.get(tag[0], tag[1]) != tag[1]
 
-        self.keys.pop_where(lambda _k, key: key.provider_config is not None and stale(
-            (key.provider_config.id, key.provider_config.revision)))
+        self.keys.pop_where(lambda _kid, by_kas: any(
+            key.provider_config is not None and stale((key.provider_config.id, key.provider_config.revision))
+            for key in by_kas.values()))
         self.private_keys.pop_where(lambda _k, entry: stale(entry.tag))
 
     def ready(self, kid: str, kas_id: str | None = None, margin: float = 0.05):
         """The key for `kid` when unwrapping with it needs no I/O now and for `margin` more seconds
-        (lookup cached and no revision check due, local/provider mode, private key cached), else None.
+        (lookup cached, local/provider mode, private key cached under the key's config revision
+        and not expiring within `margin`), else None.
 
         For callers that run warm unwraps inline (an event loop) and everything else on a
         thread: a look at the caches, not a lookup (no hit/miss counted). `margin` covers the
-        time until the caller's unwrap (well under a millisecond); it is also the share of a
-        revision-check period (2 s) during which such callers fall back to their thread.
+        time until the caller's unwrap (well under a millisecond). A revision check falling due
+        is no reason to refuse: the watch runs on its own thread, and a change it sees drops
+        the cached lookup, so this answers None from then on. Inline checks (period 0) query
+        on every lookup: nothing is ready then.
         """
-        key = self.keys.peek((kas_id, kid))
+        if self.revisions.period <= 0:
+            return None
+        by_kas = self.keys.peek(kid)
+        key = None if by_kas is None else by_kas.get(kas_id)
         if key is None or key.mode not in ("local", "provider"):
             return None
         pc = key.provider_config
-        if pc is not None and (self.revisions.period <= 0 or time.monotonic() + margin >= self.revisions.next_check):
-            return None  # a revision check is due (inline mode: on this very lookup)
         entry = self.private_keys.peek(key.id, margin)
         if entry is None or entry.tag != (None if pc is None else (pc.id, pc.revision)):
             return None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from sqlalchemy import event
+
 from host import crypto
 from host.service.cache import BoundedCache
 
@@ -52,9 +54,48 @@ def test_ready_only_when_no_io_is_needed(platform, file_kek_config_id, remote_co
         dek = os.urandom(32)
         assert platform.keys.unwrap(key.key_id, crypto.rsa_wrap(
             crypto.load_public_pem(key.public_key_pem, "rsa:2048"), dek)) == dek
-    assert path.ready("l").id == local.id
-    assert path.ready("p").id == prov.id
-    assert path.ready("r") is None                      # remote mode always asks the manager
-    assert path.ready("p", margin=path.revision_check_seconds + 1) is None  # revision check due
+    with Queries(platform.store.db.engine) as q:
+        assert path.ready("l").id == local.id
+        assert path.ready("p").id == prov.id
+        assert path.ready("r") is None                  # remote mode always asks the manager
+        # a revision check falling due is no reason: the watch runs on its own thread
+        assert path.ready("p", margin=path.revision_check_seconds + 1).id == prov.id
+        # a provider key expiring within the margin is (its TTL ends: the manager is asked again)
+        assert path.ready("p", margin=path.private_key_ttl + 1) is None
+        assert path.ready("l", margin=path.private_key_ttl + 1).id == local.id
+    assert q.seen == []                                 # ready() is a look at the caches
     path.private_keys.clear()
     assert path.ready("l") is None and path.ready("p") is None
+
+
+def test_ready_refuses_a_key_once_its_config_change_is_seen(platform, file_kek_config_id):
+    path = platform.keys.unwrap_path
+    keys = [platform.keys.create_key(None, kid, "rsa:2048", mode, provider_config_id=cfg)
+            for kid, mode, cfg in (("l", "local", None), ("p", "provider", file_kek_config_id))]
+    dek = os.urandom(32)
+    for key in keys:
+        platform.keys.unwrap(key.key_id, crypto.rsa_wrap(crypto.load_public_pem(key.public_key_pem, "rsa:2048"), dek))
+    assert path.ready("p") is not None
+    cfg = platform.store.providers.get(file_kek_config_id)
+    platform.store.providers.update(cfg.id, config_json=cfg.config_json + b" ")  # same KEKs, new revision
+    path.revisions.check()                              # what the watch thread does once a period
+    assert path.ready("p") is None and path.ready("l").key_id == "l"
+    platform.keys.unwrap("p", crypto.rsa_wrap(crypto.load_public_pem(keys[1].public_key_pem, "rsa:2048"), dek))
+    assert path.ready("p").provider_config.revision == cfg.revision + 1   # warm again, under the new one
+    path.revision_check_seconds = 0                     # inline checks: every lookup queries
+    assert path.ready("l") is None and path.ready("p") is None
+
+
+class Queries:
+    def __init__(self, engine):
+        self.engine, self.seen = engine, []
+
+    def _on(self, _conn, _cursor, statement, *_):
+        self.seen.append(statement)
+
+    def __enter__(self):
+        event.listen(self.engine, "before_cursor_execute", self._on)
+        return self
+
+    def __exit__(self, *exc):
+        event.remove(self.engine, "before_cursor_execute", self._on)

@@ -75,7 +75,7 @@ def test_past_the_budget_hits_fall_off_gradually():
         for k in range(200):  # round-robin over twice the capacity: oldest-first would never hit
             if c.get(k) is None:
                 c.put(k, k)
-    assert len(c) == 100 and c.hits > 0.2 * 4 * 200
+    assert len(c) == 100 and c.hits > 0.1 * 4 * 200  # 0.18-0.24 of the 4 warm passes in 300 trials; oldest: 0
     c.pop(7), c.pop_where(lambda k, _v: k % 2 == 0)
     assert len(c) == sum(1 for k in range(200) if c.peek(k) is not None) and all(c.peek(k) is None for k in (7, 8))
 
@@ -115,6 +115,41 @@ def test_facade_asks_for_the_kas_once(platform):
             assert platform.keys.unwrap("k0", wrapped, eph, kas="https://kas.example.com") == dek
             assert platform.keys.unwrap("k0", wrapped, eph, kas="kas1") == dek
     assert len(q.seen) == 1  # the uri once; the name was cached by the first call
+
+
+def test_with_and_without_a_kas_one_cache_entry_serves_a_kid(platform):
+    keys, wrapped, eph, dek = _local_keys(platform, 5)
+    kas_id = keys[0].kas_id
+    path = platform.keys.unwrap_path
+    for k in keys:
+        assert platform.keys.unwrap(k.key_id, wrapped, eph, kas="kas1") == dek
+    for k in keys:
+        assert platform.keys.unwrap(k.key_id, wrapped, eph) == dek  # no KAS: once a kid, to learn it is unique
+    assert len(path.keys) == 5
+    with Queries(platform.store.db.engine) as q:
+        for k in keys:
+            assert path.unwrap(k.key_id, wrapped, eph, kas_id) == dek
+            assert path.unwrap(k.key_id, wrapped, eph) == dek
+    assert q.seen == [] and len(path.keys) == 5
+
+
+def test_a_kid_on_two_kas_needs_its_kas_named_even_when_both_are_cached(platform):
+    from host import errors
+
+    other = platform.store.kas.create("https://other.example.com", "kas2")
+    pem = crypto.private_pem(crypto.generate_private_key("ec:secp256r1")).decode()
+    a = platform.keys.create_key("kas1", "same", "ec:secp256r1", "local", private_key_pem=pem)
+    b = platform.keys.create_key("kas2", "same", "ec:secp256r1", "local", private_key_pem=pem)
+    path = platform.keys.unwrap_path
+    assert path.key("same", a.kas_id).id == a.id and path.key("same", other.id).id == b.id
+    assert len(path.keys) == 1
+    for _ in range(2):  # not answered from the cache: the store says which, every time
+        try:
+            path.key("same")
+            raise AssertionError("a kid on two KAS resolved without its KAS")
+        except errors.InvalidArgument:
+            pass
+    assert path.key("same", a.kas_id).id == a.id and path.key("same", other.id).id == b.id
 
 
 def test_config_change_takes_effect_on_two_nodes_within_the_period(db_url, root_key_hex, file_kek_plugin):
