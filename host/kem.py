@@ -13,6 +13,8 @@ Wrap (what the client sends as `wrappedKey`)
   hybrid-wrapped  kem_ct = ML-KEM ciphertext || ephemeral EC point; AES-256 key =
                   SHA3-256(mlkem_ss || ecdh_x || ephemeral point || KAS point || label)
                   (OpenTDF's prose says HKDF; its code, and so this, does not use one)
+Remote mode (include/keymanager.h KM_CAP_KEM): the plugin returns the secret(s) for kem_ct and
+unwrap_remote does the rest.
 """
 
 from __future__ import annotations
@@ -241,24 +243,39 @@ def wrap(public_key, kem: Kem, dek: bytes) -> bytes:
     return _tlv(0x30, _tlv(0x80, ct) + _tlv(0x81, nonce + AESGCM(key).encrypt(nonce, dek, None)))
 
 
+def _dek_layout(kem: Kem) -> tuple[int, bytes, int, bytes]:
+    """(length, bytes before the KEM ciphertext, its end, the [1] header) of the envelope of a 32-byte
+    DEK, which every OpenTDF client sends: DER's minimal lengths give it exactly one layout."""
+    ct, sealed = bytes(kem.ciphertext_len + kem.point_len), bytes(NONCE + 32 + TAG)
+    envelope = _tlv(0x30, _tlv(0x80, ct) + _tlv(0x81, sealed))
+    ct_end = len(envelope) - len(sealed) - 2
+    return len(envelope), envelope[:ct_end - len(ct)], ct_end, envelope[ct_end:ct_end + 2]
+
+
 def split(envelope: bytes, kem: Kem) -> tuple[bytes, bytes]:
     """(KEM ciphertext, sealed DEK) of a `wrappedKey`, every length checked (InvalidArgument)."""
+    size, head, ct_end, sealed_head = _DEK_LAYOUTS[kem.name]
+    if len(envelope) == size and envelope.startswith(head) and envelope.startswith(sealed_head, ct_end):
+        # a 32-byte DEK's envelope, recognized whole: ~1 µs less per unwrap (docs/performance.md)
+        return envelope[len(head):ct_end], envelope[ct_end + 2:]
     try:
-        rest = _one(envelope, 0x30)
-        ct, rest = _take(rest, 0x80)
-        sealed, rest = _take(rest, 0x81)
+        start, end = _field(envelope, 0, 0x30)
+        if end != len(envelope):
+            raise ValueError("trailing bytes")
+        ct_start, ct_end = _field(envelope, start, 0x80)
+        sealed_start, sealed_end = _field(envelope, ct_end, 0x81)
     except ValueError as e:
         raise InvalidArgument(f"{kem.kao_type} wrappedKey is not OpenTDF's DER envelope ({e})") from None
-    if rest:
+    if sealed_end != end:
         raise InvalidArgument(f"{kem.kao_type} wrappedKey has bytes after its two fields")
     want = kem.ciphertext_len + kem.point_len
-    if len(ct) != want:
+    if ct_end - ct_start != want:
         parts = f"{kem.ciphertext_len}-byte ML-KEM ciphertext" + (
             f" + {kem.point_len}-byte EC point" if kem.curve else "")
-        raise InvalidArgument(f"{kem.name} KEM ciphertext must be {want} bytes ({parts}), got {len(ct)}")
-    if len(sealed) < NONCE + TAG:
+        raise InvalidArgument(f"{kem.name} KEM ciphertext must be {want} bytes ({parts}), got {ct_end - ct_start}")
+    if sealed_end - sealed_start < NONCE + TAG:
         raise InvalidArgument(f"{kem.kao_type} wrappedKey: the sealed DEK is shorter than nonce and tag")
-    return ct, sealed
+    return envelope[ct_start:ct_end], envelope[sealed_start:sealed_end]
 
 
 def unwrap(private_key, kem: Kem, envelope: bytes) -> bytes:
@@ -332,22 +349,28 @@ def _tlv(tag: int, content: bytes) -> bytes:
     return bytes([tag, 0x80 | len(size)]) + size + content
 
 
-def _take(data: bytes, tag: int) -> tuple[bytes, bytes]:
-    """(content of the leading element with `tag`, what follows); ValueError on any mismatch."""
-    if len(data) < 2 or data[0] != tag:
+def _field(data: bytes, pos: int, tag: int) -> tuple[int, int]:
+    """(start, end) of the content of the element with `tag` at data[pos]; ValueError on any mismatch."""
+    if len(data) < pos + 2 or data[pos] != tag:
         raise ValueError(f"expected tag 0x{tag:02x}")
-    first = data[1]
+    first = data[pos + 1]
     if first < 0x80:
-        start, n = 2, first
+        start, n = pos + 2, first
     else:
         k = first & 0x7F
-        if k == 0 or k > 4 or len(data) < 2 + k:
+        if k == 0 or k > 4 or len(data) < pos + 2 + k:
             raise ValueError("bad length")
-        n = int.from_bytes(data[2:2 + k], "big")
-        start = 2 + k
+        n = int.from_bytes(data[pos + 2:pos + 2 + k], "big")
+        start = pos + 2 + k
     if len(data) < start + n:
         raise ValueError("truncated")
-    return data[start:start + n], data[start + n:]
+    return start, start + n
+
+
+def _take(data: bytes, tag: int) -> tuple[bytes, bytes]:
+    """(content of the leading element with `tag`, what follows); ValueError on any mismatch."""
+    start, end = _field(data, 0, tag)
+    return data[start:end], data[end:]
 
 
 def _one(data: bytes, tag: int) -> bytes:
@@ -355,3 +378,6 @@ def _one(data: bytes, tag: int) -> bytes:
     if rest:
         raise ValueError("trailing bytes")
     return content
+
+
+_DEK_LAYOUTS = {k.name: _dek_layout(k) for k in KEMS.values()}

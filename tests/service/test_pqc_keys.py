@@ -165,3 +165,21 @@ def test_cli_create_wrap_unwrap_rotate(cli, tmp_path, alg):
         cli("kas", "unwrap", "--in", tmp_path / "w.json", "--out", tmp_path / "out.bin")
         assert (tmp_path / "out.bin").read_bytes() == dek
         assert "BEGIN PUBLIC KEY" in cli("kas", "public-key", "--kid", kid).stdout
+
+
+@pytest.mark.parametrize("alg", ["mlkem:768", "hpqt:secp256r1-mlkem768"])
+def test_envelope_fast_path_and_general_parse_agree(alg):
+    """split() recognizes a 32-byte DEK's envelope whole (docs/performance.md); other DEK sizes take
+    the field-by-field parse, and a fixed-layout envelope with any header byte changed is refused."""
+    spec = crypto.KEMS[alg]
+    private = kem.generate(spec)
+    for n in (16, 32, 64, 200):  # 200: the [1] field's length in long form
+        dek = os.urandom(n)
+        assert kem.unwrap(private, spec, kem.wrap(private.public_key(), spec, dek)) == dek
+    envelope = kem.wrap(private.public_key(), spec, b"k" * 32)
+    ct_end = len(envelope) - 62
+    for at in (0, 1, 2, 3, 4, 5, 6, 7, ct_end, ct_end + 1):
+        bad = bytearray(envelope)
+        bad[at] ^= 0x01
+        with pytest.raises(errors.InvalidArgument):
+            kem.split(bytes(bad), spec)
