@@ -56,3 +56,27 @@ def check(root_key, config_json: bytes | None) -> None:
             f"no root key is configured, so this provider config's secrets ({', '.join(fields)}) would be stored "
             f"unencrypted: configure a root key (PLATFORM_ROOT_KEY or a root key file), or allow plaintext "
             f"secrets explicitly ({ALLOW_ENV}=true; CLI: --allow-plaintext-secrets)")
+
+
+REDACTED = "<redacted>"
+
+
+def _redacted(doc):
+    if isinstance(doc, dict):
+        return {k: (REDACTED if isinstance(k, str) and SECRET_NAME.search(k) and v not in (None, "", {}, [])
+                    else _redacted(v)) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_redacted(v) for v in doc]
+    return doc
+
+
+def redact(config_json: bytes) -> bytes:
+    """config_json with every secret value (as secret_fields finds them) replaced by REDACTED, for
+    output; the bytes unchanged when it holds none (or is not JSON: then it is shown as a size only)."""
+    try:
+        doc = json.loads(config_json)
+    except (ValueError, UnicodeDecodeError):
+        return b'"<not JSON: %d bytes, redacted>"' % len(config_json)
+    if not secret_fields(doc):
+        return config_json
+    return json.dumps(_redacted(doc)).encode()

@@ -16,6 +16,7 @@ import time
 
 import click
 
+from host import plaintext
 from host.cli import keymanagement, records
 from host.cli.remote import api
 from host.cli.output import echo_fields, echo_json, echo_page_footer, echo_table, format_labels, pagination, \
@@ -43,12 +44,14 @@ def read_config(value: str) -> bytes:
     return os.fsencode(value)  # undecodable argv bytes come back as they were typed
 
 
-def config_json_doc(cfg) -> dict:
+def config_json_doc(cfg, reveal: bool = False) -> dict:
+    """OpenTDF's JSON shape; secret values redacted (host.plaintext) unless `reveal`."""
+    raw = cfg.config_json if reveal else plaintext.redact(cfg.config_json)
     return {
         "id": cfg.id,
         "name": cfg.name,
         "manager": cfg.manager,
-        "config_json": base64.b64encode(cfg.config_json).decode("ascii"),
+        "config_json": base64.b64encode(raw).decode("ascii"),
         "metadata": {"labels": cfg.labels, "created_at": rfc3339(cfg.created_at),
                      "updated_at": rfc3339(cfg.updated_at)},
     }
@@ -64,7 +67,7 @@ def _config_summary(cfg) -> str:
 
 def echo_config(cfg, as_json: bool, show_config: bool = False) -> None:
     if as_json:
-        echo_json(config_json_doc(cfg))
+        echo_json(config_json_doc(cfg, reveal=show_config))
         return
     fields = [("Id", cfg.id), ("Name", cfg.name), ("Manager", cfg.manager),
               ("Labels", format_labels(cfg.labels)), ("Created At", rfc3339(cfg.created_at)),
@@ -112,6 +115,9 @@ config_option = click.option("--config", "-c", "--config-json", "config", metava
 label_option = click.option("--label", "-l", "labels", multiple=True, metavar="KEY=VALUE",
                             help="Label (repeatable).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the OpenTDF JSON shape.")
+show_config_option = click.option(
+    "--show-config", is_flag=True,
+    help="Print config_json as stored, secrets included (default: keys only in tables, secret values redacted in JSON).")
 
 
 @click.group("provider")
@@ -131,8 +137,9 @@ keymanagement.add_command(provider, "provider-config")  # the seed document's sp
 @label_option
 @click.option("--validate", is_flag=True, help="Build the manager and probe it first; refuse a failing config.")
 @json_option
+@show_config_option
 @click.pass_obj
-def create(platform, name, manager, config, labels, validate, as_json):
+def create(platform, name, manager, config, labels, validate, as_json, show_config):
     """Create a provider configuration."""
     if config is None:
         raise InvalidArgument("--config (or --config-json) is required")
@@ -146,7 +153,7 @@ def create(platform, name, manager, config, labels, validate, as_json):
                                          config_json=raw)
     if label_map is not None:
         req.metadata.labels.update(label_map)
-    echo_config(records.provider_config(api().km("CreateProviderConfig", req).provider_config), as_json)
+    echo_config(records.provider_config(api().km("CreateProviderConfig", req).provider_config), as_json, show_config)
 
 
 def get_config(id_=None, name=None, manager=None) -> records.ProviderConfig:
@@ -177,7 +184,7 @@ def by_name(name: str) -> records.ProviderConfig:
 @click.option("--id", "-i", "id_", default=None, help="Provider config id.")
 @click.option("--name", "-n", default=None, help="Name (add --manager when several configs share it).")
 @click.option("--manager", "-m", default=None, help="Manager (with --name).")
-@click.option("--show-config", is_flag=True, help="Print config_json in the table (it may hold secrets).")
+@show_config_option
 @json_option
 @click.pass_obj
 def get(platform, id_, name, manager, show_config, as_json):
@@ -189,13 +196,14 @@ def get(platform, id_, name, manager, show_config, as_json):
 @click.option("--limit", type=int, default=100, show_default=True)
 @click.option("--offset", type=int, default=0, show_default=True)
 @json_option
+@show_config_option
 @click.pass_obj
-def list_(platform, limit, offset, as_json):
+def list_(platform, limit, offset, as_json, show_config):
     """List provider configurations."""
     resp = api().km("ListProviderConfigs", km.ListProviderConfigsRequest(pagination=records.page(limit, offset)))
     items, total = [records.provider_config(c) for c in resp.provider_configs], resp.pagination.total
     if as_json:
-        echo_json({"provider_configs": [config_json_doc(c) for c in items],
+        echo_json({"provider_configs": [config_json_doc(c, reveal=show_config) for c in items],
                    "pagination": pagination(offset, len(items), total)})
         return
     echo_table(("ID", "NAME", "MANAGER", "LABELS", "UPDATED AT"),
@@ -212,8 +220,9 @@ def list_(platform, limit, offset, as_json):
 @click.option("--extend-labels", is_flag=True, help="Add --label pairs to the existing labels instead of replacing them.")
 @click.option("--validate", is_flag=True, help="Probe the resulting manager+config first; refuse a failing one.")
 @json_option
+@show_config_option
 @click.pass_obj
-def update(platform, id_, name, manager, config, labels, extend_labels, validate, as_json):
+def update(platform, id_, name, manager, config, labels, extend_labels, validate, as_json, show_config):
     """Update name, manager, config and/or labels (a manager or config change bumps the revision)."""
     raw = None if config is None else read_config(config)
     label_map = parse_labels(labels)
@@ -231,7 +240,7 @@ def update(platform, id_, name, manager, config, labels, extend_labels, validate
         req.metadata.labels.update(label_map)
         req.metadata_update_behavior = (common_pb2.METADATA_UPDATE_ENUM_EXTEND if extend_labels
                                         else common_pb2.METADATA_UPDATE_ENUM_REPLACE)
-    echo_config(records.provider_config(api().km("UpdateProviderConfig", req).provider_config), as_json)
+    echo_config(records.provider_config(api().km("UpdateProviderConfig", req).provider_config), as_json, show_config)
 
 
 @provider.command("delete")

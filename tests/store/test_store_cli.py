@@ -63,7 +63,13 @@ def test_create_json_shape(cli):
                       "-l", "env=prod", "--label", "team=kas", "--json"))
     assert set(doc) == {"id", "name", "manager", "config_json", "metadata"}  # otdfctl's fields (no revision)
     assert (doc["name"], doc["manager"]) == ("aws-prod", "aws-kms")
-    assert base64.b64decode(doc["config_json"]) == SEED_AWS
+    # secret values are redacted in CLI output unless --show-config asks for them (host.plaintext)
+    assert json.loads(base64.b64decode(doc["config_json"])) == {**json.loads(SEED_AWS), "secret_access_key": "<redacted>"}
+    listed = ok_json(cli(*PROVIDER, "list", "--json"))
+    assert [json.loads(base64.b64decode(c["config_json"]))["secret_access_key"] for c in listed["provider_configs"]] \
+        == ["<redacted>"]
+    shown = ok_json(cli(*PROVIDER, "get", "--id", doc["id"], "--json", "--show-config"))
+    assert base64.b64decode(shown["config_json"]) == SEED_AWS
     assert doc["metadata"]["labels"] == {"env": "prod", "team": "kas"}
     assert doc["metadata"]["created_at"].endswith("Z") and "T" in doc["metadata"]["created_at"]
     got = ok_json(cli(*PROVIDER, "get", "-i", doc["id"], "--json"))
@@ -179,9 +185,10 @@ def test_duplicate(cli):
 def test_config_from_file_and_stdin(cli, tmp_path):
     path = tmp_path / "cfg.json"
     path.write_bytes(SEED_AZURE)
-    doc = ok_json(cli(*PROVIDER, "create", "-n", "az", "-m", "azure", "-c", f"@{path}", "--json"))
+    doc = ok_json(cli(*PROVIDER, "create", "-n", "az", "-m", "azure", "-c", f"@{path}", "--json", "--show-config"))
     assert base64.b64decode(doc["config_json"]) == SEED_AZURE
-    doc = ok_json(cli(*PROVIDER, "create", "-n", "vt", "-m", "vault", "-c", "-", "--json", input=SEED_VAULT))
+    doc = ok_json(cli(*PROVIDER, "create", "-n", "vt", "-m", "vault", "-c", "-", "--json", "--show-config",
+                      input=SEED_VAULT))
     assert base64.b64decode(doc["config_json"]) == SEED_VAULT
     path.write_bytes(b'{"a": "\xff"}')
     fails_with(cli(*PROVIDER, "create", "-n", "bad", "-m", "m", "-c", f"@{path}"), InvalidArgument, "not valid UTF-8")
@@ -267,7 +274,7 @@ def test_end_to_end_cycle_with_console_script(db_url, tmp_path):
     ids = {}
     for manager, raw in SEED_CONFIGS.items():
         proc = platform(*PROVIDER, "create", "--name", f"{manager}-production", "--manager", manager,
-                        "--config", raw.decode(), "--json")
+                        "--config", raw.decode(), "--json", "--show-config")
         assert proc.returncode == 0, proc.stderr
         doc = json.loads(proc.stdout)
         assert base64.b64decode(doc["config_json"]) == raw
@@ -276,7 +283,7 @@ def test_end_to_end_cycle_with_console_script(db_url, tmp_path):
                    "already exists")
     page = json.loads(platform(*PROVIDER, "list", "--limit", "2", "--json").stdout)
     assert page["pagination"] == {"current_offset": 0, "next_offset": 2, "total": 3}
-    got = json.loads(platform(*PROVIDER, "get", "--id", ids["vault"], "--json").stdout)
+    got = json.loads(platform(*PROVIDER, "get", "--id", ids["vault"], "--json", "--show-config").stdout)
     assert base64.b64decode(got["config_json"]) == SEED_VAULT
     updated = json.loads(platform(*PROVIDER, "update", "--id", ids["vault"], "--config-json",
                                   '{"vault_addr": "https://v2:8200", "vault_token": "hvs.NEW"}', "--json").stdout)
