@@ -279,8 +279,9 @@ def list_(platform, kas, algorithm, legacy, limit, offset, as_json):
     if as_json:
         echo_json({"kas_keys": [key_json(k) for k in keys], "pagination": pagination(offset, len(keys), total)})
         return
-    echo_table(("ID", "KAS", "KEY_ID", "ALGORITHM", "MODE", "STATUS"),
-               [(k.id, k.kas_uri, k.key_id, k.algorithm, k.mode, k.status) for k in keys])
+    echo_table(("ID", "KAS", "KEY_ID", "ALGORITHM", "MODE", "STATUS", "PROVIDER"),
+               [(k.id, k.kas_uri, k.key_id, k.algorithm, k.mode, k.status,
+                 k.provider_config.name if k.provider_config else "-") for k in keys])
     echo_page_footer(offset, len(keys), total)
 
 

@@ -126,6 +126,8 @@ def test_installed_wheel_serves_and_round_trips_outside_the_repo(installed, tmp_
     platform("policy", "kas-registry", "create", "-u", "http://127.0.0.1/kas", "-n", "kas1")
     platform(plugin, "policy", "kas-registry", "key", "create", "--key-id", "k1", "-a", "rsa:2048",
              "-m", "provider", "-p", created["id"], "--wrapping-key-id", "kek-1")
+    header, row = platform("policy", "kas-registry", "key", "list").splitlines()[:2]
+    assert header.split()[-2:] == ["STATUS", "PROVIDER"] and row.split()[-2:] == ["active", "my-kek"]
     dek = secrets.token_bytes(32)
     (work / "dek.bin").write_bytes(dek)
     done = json.loads(platform("kas", "wrap", "--kid", "k1", "--in", "dek.bin", "--out", "wrapped.json", "--json"))
