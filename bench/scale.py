@@ -10,7 +10,7 @@
 - configs P: revision-check queries per second, P provider configs with one
            provider-mode key each, every key in use (round-robin for a few check periods);
            queries on provider_config alone (not the key lookups) are counted.
-- ListKeys: KeyService.list_keys page 1 vs the last page of 100 at 20,000 keys.
+- ListKeys: KeyService.list_keys page 1 vs the last and the middle page of 100 at 20,000 keys.
 
 Targets (issue 21): K = 100,000 >= 0.8x of K = 10; revision queries/s within 2x
 from P = 1 to 10,000; last page within 2x of the first.
@@ -176,6 +176,13 @@ def _keys_and_list(env, backend: str, budget: Budget, ks: tuple[int, ...]) -> li
                 f"{backend}: ListKeys last page / first", p.ratio, "x first page", 0.5,
                 note=f"{list_at:,} keys, {PAGE} a page: first {1e3 / p.baseline_rate:.1f} ms, "
                      f"offset {last:,} {1e3 / p.subject_rate:.1f} ms (CPU of this thread)", **p.detail()))
+            # the worst offset: deep pages are taken from the end, so the middle skips the most
+            middle = list_at // 2
+            p = paired(first_page, lambda: service.list_keys(limit=PAGE, offset=middle), budget)
+            figures.append(Figure.ratio(
+                f"{backend}: ListKeys middle page / first", p.ratio, "x first page", 0.5,
+                note=f"offset {middle:,}: {1e3 / p.subject_rate:.1f} ms vs {1e3 / p.baseline_rate:.1f} ms",
+                **p.detail()))
             service.close()
         if largest > list_at:
             _insert_keys(store, kas.id, list_at, largest, pub, ctx)
