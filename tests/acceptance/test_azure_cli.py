@@ -99,7 +99,7 @@ def test_remote_mode_key_whose_public_key_comes_from_key_vault(azure, tmp_path):
     provider_id = cli.create_provider("azure-remote", "azure", azure.config("kas-remote-key"))
 
     key = cli.create_key("azure-remote-1", "rsa:2048", "remote", provider_id)  # no --public-key-pem
-    assert key["private_key_ctx"]["wrapped_key"] == ""  # the private half stays in Key Vault
+    assert not (key.get("private_key_ctx") or {}).get("wrapped_key")  # the private half stays in Key Vault
     public = stored_public_key(key)
     assert isinstance(public, rsa.RSAPublicKey)
     assert public.public_numbers().n == int.from_bytes(jwk.n, "big")
