@@ -159,7 +159,11 @@ def create(platform, name, manager, config, labels, validate, as_json, show_conf
 def get_config(id_=None, name=None, manager=None) -> records.ProviderConfig:
     """By --id, by --name and --manager, or by --name alone when one manager has that name (the seed
     document's form; otdfctl and the API refuse it, so it is a walk of the list here)."""
-    if name is not None and manager is None and id_ is None:
+    if id_ is not None and (name is not None or manager is not None):
+        raise click.UsageError("give --id, or --name (with --manager), not both")
+    if id_ is None and name is None and manager is None:
+        raise click.UsageError("give --id, or --name (with --manager)")
+    if manager is None and id_ is None:
         return by_name(name)
     req = km.GetProviderConfigRequest(id=id_) if id_ is not None else \
         km.GetProviderConfigRequest(name=records.text(name, "name"), manager=records.text(manager, "manager"))
@@ -228,6 +232,9 @@ def update(platform, id_, name, manager, config, labels, extend_labels, validate
     label_map = parse_labels(labels)
     if extend_labels and label_map is None:
         raise InvalidArgument("--extend-labels needs at least one --label")
+    if name is None and manager is None and raw is None and label_map is None:
+        raise InvalidArgument("nothing to update: at least one field (name, manager, config, or metadata labels) "
+                              "must be updated")
     if manager is not None:
         warn_if_unregistered(platform, manager)
     if validate:
