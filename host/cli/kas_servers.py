@@ -115,11 +115,14 @@ def get(platform, ref, id_, uri, name, as_json):
 @kas_registry.command("list")
 @click.option("--limit", type=int, default=100, show_default=True)
 @click.option("--offset", type=int, default=0, show_default=True)
+@records.sort_options(("name", "uri", "created_at", "updated_at"))
 @json_option
 @click.pass_obj
-def list_(platform, limit, offset, as_json):
-    """List registered Key Access Servers."""
-    resp = api().kr("ListKeyAccessServers", kr.ListKeyAccessServersRequest(pagination=records.page(limit, offset)))
+def list_(platform, limit, offset, sort_field, order, as_json):
+    """List registered Key Access Servers (newest first unless --sort/--order)."""
+    resp = api().kr("ListKeyAccessServers", kr.ListKeyAccessServersRequest(
+        pagination=records.page(limit, offset),
+        sort=records.sort(kr.KeyAccessServersSort, "SORT_KEY_ACCESS_SERVERS_TYPE", sort_field, order)))
     items, total = [records.kas(k) for k in resp.key_access_servers], resp.pagination.total
     if as_json:
         echo_json({"key_access_servers": [kas_json_doc(k) for k in items],

@@ -263,11 +263,13 @@ def get(platform, key_ref, kas, id_, key_id, as_json):
 @click.option("--legacy", type=click.BOOL, default=None, help="true: only legacy keys; false: only the others.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Page size (default and maximum: the server's).")
 @click.option("--offset", type=click.IntRange(0), default=0)
+@records.sort_options(("key_id", "created_at", "updated_at"))
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def list_(platform, kas, algorithm, legacy, limit, offset, as_json):
-    """List keys with pagination, newest first."""
+def list_(platform, kas, algorithm, legacy, limit, offset, sort_field, order, as_json):
+    """List keys with pagination, newest first unless --sort/--order."""
     req = kr.ListKeysRequest(pagination=records.page(limit, offset),
+                             sort=records.sort(kr.KasKeysSort, "SORT_KAS_KEYS_TYPE", sort_field, order),
                              key_algorithm=convert.algorithm_enum(algorithm) if algorithm else 0)
     if kas:
         ((field, value),) = records.kas_identifier(kas).items()

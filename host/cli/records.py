@@ -11,6 +11,8 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 
+import click
+
 from host.errors import InvalidArgument
 from host.server.convert import ALGORITHMS, KEY_MODES, KEY_STATUSES
 from host.server.protos import kasregistry_pb2 as kr, selectors_pb2
@@ -122,6 +124,25 @@ def kas_identifier(ref: str) -> dict:
 
 def page(limit: int | None, offset: int) -> selectors_pb2.PageRequest:
     return selectors_pb2.PageRequest(limit=limit or 0, offset=offset)
+
+
+def sort(message, enum_prefix: str, field: str | None, order: str | None) -> list:
+    """otdfctl's --sort FIELD / --order asc|desc as a List request's one sort item; [] when neither is
+    given (the server's default: newest first). The server picks created_at for no field, desc for no order."""
+    if field is None and order is None:
+        return []
+    direction = {None: selectors_pb2.SORT_DIRECTION_UNSPECIFIED, "asc": selectors_pb2.SORT_DIRECTION_ASC,
+                 "desc": selectors_pb2.SORT_DIRECTION_DESC}[order]
+    return [message(field=getattr(kr, f"{enum_prefix}_{field.upper()}") if field else 0, direction=direction)]
+
+
+def sort_options(fields: tuple[str, ...]):
+    def decorate(f):
+        f = click.option("--order", type=click.Choice(["asc", "desc"]), default=None,
+                         help="Sort direction (default: desc).")(f)
+        return click.option("--sort", "sort_field", type=click.Choice(fields), default=None,
+                            help="Sort field (default: created_at).")(f)
+    return decorate
 
 
 def walk(fetch, items_of):

@@ -776,3 +776,43 @@ def test_kas_keys_create_key_local_mode_hpqt_xwing(cli, kas, uid):
     r = cli(*KEY, "create", "--kas", kas["id"], "--key-id", f"xw-{uid}", "-a", "hpqt:xwing", "-m", "local",
             "--wrapping-key-id", "root", "--wrapping-key", cli.served.root_key_hex, ok=False)
     assert "hpqt:xwing" in r.text and r.exit_code == 2
+
+
+# ---- sort and order (kas-registry.bats, kas-keys.bats) ----------------------------------
+
+def test_list_registered_kases_supports_sort_and_order_flags(cli, uid):
+    made = [cli.json(*KAS, "create", "--uri", f"https://s{uid}-{n}.example.com", "--name", f"s{uid}-{n}")["id"]
+            for n in ("alpha", "bravo", "charlie")]
+
+    def ids(*args):
+        listed = cli.json(*KAS, "list", "--limit", "1000", *args)["key_access_servers"]
+        return [k["id"] for k in listed if k["id"] in made]
+
+    assert ids("--sort", "name", "--order", "asc") == made
+    assert ids("--sort", "name", "--order", "desc") == made[::-1]
+    assert ids("--sort", "uri", "--order", "asc") == made
+    assert ids("--sort", "created_at", "--order", "asc") == made
+    for n, kas_id in enumerate(made[::-1]):  # updated last is alpha
+        cli(*KAS, "update", "--id", kas_id, "--label", f"sort={n}")
+    assert ids("--sort", "updated_at", "--order", "asc") == made[::-1]
+    assert ids("--sort", "name") == made[::-1]  # the direction defaults to desc
+    assert ids("--order", "asc") == made  # the field defaults to created_at
+    assert ids() == made[::-1]  # newest first
+    assert "--sort" in cli(*KAS, "list", "--sort", "nope", ok=False).text
+
+
+def test_kas_keys_list_keys_supports_sort_and_order_flags(cli, kas, uid):
+    made = [cli.json(*KEY, "create", "--kas", kas["id"], "--key-id", f"s{uid}-{n}", "-a", "rsa:2048",
+                     "-m", "public_key", "-e", pem_b64())["key"]["id"] for n in ("alpha", "bravo", "charlie")]
+
+    def ids(*args):
+        return [k["key"]["id"] for k in cli.json(*KEY, "list", "--kas", kas["id"], *args)["kas_keys"]]
+
+    assert ids("--sort", "key_id", "--order", "desc") == made[::-1]
+    assert ids("--sort", "key_id", "--order", "asc") == made
+    assert ids("--sort", "created_at", "--order", "asc") == made
+    for n, key_id in enumerate(made[::-1]):
+        cli(*KEY, "update", "--id", key_id, "--label", f"sort={n}")
+    assert ids("--sort", "updated_at", "--order", "asc") == made[::-1]
+    assert ids("--sort", "updated_at", "--order", "desc") == made
+    assert "--order" in cli(*KEY, "list", "--order", "sideways", ok=False).text
