@@ -64,7 +64,26 @@ class KasPlatform:
         (result,) = self.admin([{"op": "activate", "algorithm": algorithm, "mode": mode, "key_id": key_id,
                                  "provider": self.providers.get(provider, provider) if provider else None,
                                  "wrapping_key_id": wrapping_key_id}])
+        self.wait_until_served(algorithm, key_id)
         return result
+
+    def wait_until_served(self, algorithm: str, key_id: str) -> None:
+        """Until PublicKey answers `key_id` for `algorithm`: the server caches the active key for
+        PUBLIC_KEY_TTL seconds, and the activation came from another process. Bounded."""
+        import time
+
+        import httpx
+
+        from host.service.keys import PUBLIC_KEY_TTL
+
+        deadline = time.monotonic() + 10 * PUBLIC_KEY_TTL
+        while time.monotonic() < deadline:
+            r = httpx.get(f"{self.url}/kas/v2/kas_public_key", params={"algorithm": algorithm},
+                          headers=self.server.client(), timeout=30)
+            if r.status_code != 200 or r.json().get("kid") == key_id:
+                return  # served now (or an algorithm PublicKey does not serve: nothing to wait for)
+            time.sleep(0.1)
+        raise AssertionError(f"PublicKey still answers another key than {key_id!r} for {algorithm}")
 
     def stop(self) -> None:
         self.server.stop()
