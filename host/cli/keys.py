@@ -92,19 +92,23 @@ def key():
     """KAS keys: create, import, get, list, update, rotate, base, list-mappings, unsafe."""
 
 
-def _create_options(f):
+def _create_options(f, default_mode: str | None = None):
     for option in reversed([
         click.option("--kas", help="KAS id, uri or name (optional when only one KAS is registered)."),
         click.option("--key-id", required=True, help="The key's id (kid) as clients see it."),
         click.option("--algorithm", "-a", required=True, type=click.Choice(ALGORITHMS)),
-        click.option("--mode", "-m", required=True, type=click.Choice(MODES)),
+        # (click 8.5 takes an explicit default=None as a default: a required option gets no default at all)
+        click.option("--mode", "-m", type=click.Choice(MODES),
+                     **({"required": True} if default_mode is None else {"default": default_mode, "show_default": True})),
         click.option("--wrapping-key-id", help="Key id inside the manager (provider/remote) or the root key id (local)."),
         click.option("--wrapping-key", "-w", help="Local mode: the root key as hex, to check it is the platform's."),
         click.option("--provider-config-id", "-p", help="Provider config (required for provider and remote modes)."),
         click.option("--public-key-pem", "-e", help="base64 of the PEM (as otdfctl), the PEM, or a file holding it."),
         click.option("--private-key-pem", help="PEM, or a file holding it (local/provider; generated when absent)."),
         click.option("--label", "-l", multiple=True, help="KEY=VALUE, repeatable."),
-        click.option("--legacy", is_flag=True, help="A legacy key (at most one per KAS)."),
+        # otdfctl's `--legacy true|false`; a bare --legacy is true.
+        click.option("--legacy", type=click.BOOL, is_flag=False, flag_value=True, default=False,
+                     help="A legacy key (at most one per KAS): --legacy [true|false]."),
         click.option("--json", "as_json", is_flag=True),
     ]):
         f = option(f)
@@ -231,7 +235,7 @@ def create(platform, **options):
 
 
 @key.command("import")
-@_create_options
+@lambda f: _create_options(f, default_mode="local")  # otdfctl's import has no --mode: a local key
 @click.pass_obj
 def import_(platform, **options):
     """Import an existing key pair (--public-key-pem, and --private-key-pem for local/provider)."""

@@ -816,3 +816,101 @@ def test_kas_keys_list_keys_supports_sort_and_order_flags(cli, kas, uid):
     assert ids("--sort", "updated_at", "--order", "asc") == made[::-1]
     assert ids("--sort", "updated_at", "--order", "desc") == made
     assert "--order" in cli(*KEY, "list", "--order", "sideways", ok=False).text
+
+
+# ---- more of kas-keys.bats and key-base.bats (import, identifiers, defaults) --------------
+
+def _import_args(kas, kid, private):
+    # as otdfctl's import: no --mode (a local key), base64 PEMs
+    return (*KEY, "import", "--kas", kas["id"], "--key-id", kid, "-a", "rsa:2048",
+            "--public-key-pem", pem_b64_of(private),
+            "--private-key-pem", base64.b64encode(crypto.private_pem(private)).decode())
+
+
+@pytest.mark.parametrize("legacy", ["true", "false"])
+def test_kas_keys_import_key_successful_legacy_true_false(cli, kas, uid, legacy):
+    private = crypto.generate_private_key("rsa:2048")
+    made = cli.json(*_import_args(kas, f"il{legacy}-{uid}", private), "--wrapping-key-id", "test-wrapping-key",
+                    "--wrapping-key", cli.served.root_key_hex, "--legacy", legacy)
+    assert (made["kas_id"], made["key"]["key_id"], made["key"]["key_mode"]) == (kas["id"], f"il{legacy}-{uid}", "local")
+    assert made["key"]["public_key_ctx"]["pem"] == pem_b64_of(private)
+    assert made["key"]["private_key_ctx"]["key_id"] == "test-wrapping-key"
+    assert made["key"]["legacy"] is (legacy == "true")
+
+
+def test_kas_keys_import_key_failure_legacy_invalid(cli, kas, uid):
+    r = cli(*_import_args(kas, f"ili-{uid}", crypto.generate_private_key("rsa:2048")), "--wrapping-key-id", "w",
+            "--wrapping-key", cli.served.root_key_hex, "--legacy", "invalid", ok=False)
+    assert "--legacy" in r.text and r.exit_code == 2
+    assert "[not_found]" in cli(*KEY, "get", "--key", f"ili-{uid}", "--kas", kas["id"], ok=False).text
+
+
+def test_kas_keys_import_key_failure_missing_wrapping_key(cli, kas, uid):
+    # As key create: direct mode wraps with the node's own root key; over --host nothing is sent.
+    args = (*_import_args(kas, f"imw-{uid}", crypto.generate_private_key("rsa:2048")), "--wrapping-key-id", "root")
+    if cli.mode == "host":
+        r = cli(*args, ok=False)
+        assert "--wrapping-key" in r.text and "[failed_precondition]" in r.text
+    else:
+        assert cli.json(*args)["key"]["private_key_ctx"]["key_id"] == "root"
+
+
+def test_kas_keys_create_key_remote_mode_missing_wrapping_key_id(cli, kas, uid):
+    # Deliberate difference (README): no key id names the provider config's default key, as in provider mode.
+    pc = file_kek_config(cli, uid)
+    made = json.loads(cli(*KEY, "create", "--kas", kas["id"], "--key-id", f"rnw-{uid}", "-a", "rsa:2048",
+                          "-m", "remote", "-e", pem_b64(), "-p", pc["id"], "--json", plugins=[FILE_KEK]).stdout)
+    assert made["key"]["key_mode"] == "remote" and made["key"]["provider_config"]["id"] == pc["id"]
+    assert not (made["key"]["private_key_ctx"] or {}).get("key_id")
+    assert cli.json(*KEY, "get", "--key", made["key"]["id"]) == made
+
+
+def test_kas_keys_create_key_provider_mode_missing_wrapping_key_id(cli, kas, uid):
+    # Deliberate difference (README): the empty key id names the provider config's default key.
+    pc = file_kek_config(cli, uid)
+    made = json.loads(cli(*KEY, "create", "--kas", kas["id"], "--key-id", f"pnw-{uid}", "-a", "rsa:2048",
+                          "-m", "provider", "-p", pc["id"], "--json", plugins=[FILE_KEK]).stdout)
+    assert made["key"]["key_mode"] == "provider" and made["key"]["private_key_ctx"]["key_id"] == ""
+
+
+def test_kas_keys_get_key_failure_only_key_id_missing_kas_identifier(cli, uid):
+    # Deliberate difference (README): a key id held by one KAS needs no --kas; held by two, it does.
+    a, b = (cli.json(*KAS, "create", "--uri", f"https://g{n}-{uid}.example.com") for n in (1, 2))
+    made = local_key(cli, a, f"only-{uid}")
+    assert cli.json(*KEY, "get", "--key", f"only-{uid}") == made
+    local_key(cli, b, f"only-{uid}")
+    r = cli(*KEY, "get", "--key", f"only-{uid}", ok=False)
+    assert "--kas" in r.text and "[invalid_argument]" in r.text
+
+
+def test_base_key_set_missing_kas_identifier(cli, uid):
+    # Deliberate difference (README), as key get: --kas only when the key id is ambiguous.
+    a, b = (cli.json(*KAS, "create", "--uri", f"https://bm{n}-{uid}.example.com") for n in (1, 2))
+    local_key(cli, a, f"bm-{uid}")
+    assert cli.json(*KEY, "base", "set", "--key", f"bm-{uid}")["new_base_key"]["kas_id"] == a["id"]
+    local_key(cli, b, f"bm-{uid}")
+    r = cli(*KEY, "base", "set", "--key", f"bm-{uid}", ok=False)
+    assert "--kas" in r.text and cli.json(*KEY, "base", "get")["kas_id"] == a["id"]
+
+
+def test_kas_keys_list_keys_default_limit_and_offset(cli, kas, uid):
+    rsa, ec = pem_b64(), pem_b64("ec:secp256r1")
+    one = cli.json(*KEY, "create", "--kas", kas["id"], "--key-id", f"d1-{uid}", "-a", "rsa:2048", "-m", "public_key",
+                   "-e", rsa)
+    two = cli.json(*KEY, "create", "--kas", kas["id"], "--key-id", f"d2-{uid}", "-a", "ec:secp256r1",
+                   "-m", "public_key", "-e", ec)
+    listed = cli.json(*KEY, "list")  # no --kas, no --limit: the newest, first page
+    by_id = {k["key"]["id"]: k for k in listed["kas_keys"]}
+    assert by_id[one["key"]["id"]] == one and by_id[two["key"]["id"]] == two
+    assert (one["key"]["key_algorithm"], two["key"]["key_algorithm"]) == ("rsa:2048", "ec:secp256r1")
+    assert one["key"]["public_key_ctx"]["pem"] == rsa and two["key"]["private_key_ctx"] is None
+    assert one["key"]["metadata"]["created_at"] and one["key"]["metadata"]["updated_at"]
+    assert listed["pagination"]["current_offset"] == 0 and listed["pagination"]["total"] >= 2
+
+
+def test_fail_to_get_provider_configuration_no_manager_with_name(cli, uid):
+    # Deliberate difference (README): --name alone works when one manager has that name.
+    made = cli.json(*P, "create", "--name", f"nm-{uid}", "--manager", "m1", "--config", "{}")
+    assert cli.json(*P, "get", "--name", f"nm-{uid}") == made
+    cli.json(*P, "create", "--name", f"nm-{uid}", "--manager", "m2", "--config", "{}")
+    assert "--manager" in cli(*P, "get", "--name", f"nm-{uid}", ok=False).text
