@@ -358,8 +358,6 @@ def base():
 def _print_base(key, as_json: bool) -> None:
     if as_json:
         echo_json(None if key is None else base_key_json(key))
-    elif key is None:
-        click.echo("no base key is set")
     else:
         _print_key(key, False)
 
@@ -371,8 +369,11 @@ def base_get(platform, as_json):
     """Show the base key."""
     resp = api().kr("GetBaseKey", kr.GetBaseKeyRequest())
     if not resp.HasField("base_key"):
-        _print_base(None, as_json)
-    elif as_json:
+        if as_json:  # JSON null for scripts
+            _print_base(None, True)
+            return
+        raise errors.NotFound("No base key found: set one with `key base set --key KEY`")  # as otdfctl's
+    if as_json:
         _print_base(records.simple_key(resp.base_key), True)
     else:  # the table shows the whole key
         _print_base(records.key(api().kr("GetKey", kr.GetKeyRequest(key=kr.KasKeyIdentifier(

@@ -914,3 +914,14 @@ def test_fail_to_get_provider_configuration_no_manager_with_name(cli, uid):
     assert cli.json(*P, "get", "--name", f"nm-{uid}") == made
     cli.json(*P, "create", "--name", f"nm-{uid}", "--manager", "m2", "--config", "{}")
     assert "--manager" in cli(*P, "get", "--name", f"nm-{uid}", ok=False).text
+
+
+def test_base_key_get_initially_no_base_key_should_be_set_for_a_new_kas(cli, kas, uid):
+    # The platform is shared, so "no base key" is made: the base key goes with its key on an unsafe delete.
+    made = local_key(cli, kas, f"nb-{uid}")
+    cli(*KEY, "base", "set", "--key", made["key"]["id"])
+    cli(*KEY, "unsafe", "delete", "--id", made["key"]["id"], "--key-id", f"nb-{uid}", "--kas-uri", kas["uri"],
+        "--force")
+    r = cli(*KEY, "base", "get", ok=False)
+    assert "No base key found" in r.text and "[not_found]" in r.text and r.exit_code == 1
+    assert cli.json(*KEY, "base", "get") is None  # deliberate difference (README): --json prints null
