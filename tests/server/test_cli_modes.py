@@ -163,6 +163,7 @@ def test_create_get_list_update_delete_provider_configuration(cli, uid):
 
 def test_fail_to_get_provider_configuration_with_non_existent_name(cli, uid):
     assert "[not_found]" in cli(*P, "get", "--name", f"none-{uid}", ok=False).text
+    assert "[not_found]" in cli(*P, "get", "--name", f"none-{uid}", "--manager", "m", ok=False).text
 
 
 def test_fail_to_update_provider_configuration_missing_id(cli):
@@ -171,7 +172,8 @@ def test_fail_to_update_provider_configuration_missing_id(cli):
 
 def test_delete_provider_configuration_fail_no_force(cli, uid):
     made = cli.json(*P, "create", "--name", f"nf-{uid}", "--manager", "m", "--config", "{}")
-    assert cli(*P, "delete", "--id", made["id"], ok=False).exit_code != 0  # asks, and stdin says no
+    r = cli(*P, "delete", "--id", made["id"], ok=False)  # asks, and stdin says no (README: otdfctl refuses)
+    assert "Delete provider config" in r.output and "Aborted" in r.output
     assert cli.json(*P, "get", "--id", made["id"])["id"] == made["id"]
 
 
