@@ -49,6 +49,11 @@ class LiveManager:
     def __repr__(self) -> str:
         return f"LiveManager({self.manager!r}, revision={self.revision})"
 
+    @property
+    def host_authored_errors(self) -> bool:
+        """Whether the manager words its errors itself, with no backend text (host.managers.basic)."""
+        return bool(getattr(self.manager, "host_authored_errors", False))
+
     # ---- leases --------------------------------------------------------------
     def _acquire(self) -> "LiveManager":
         live = self

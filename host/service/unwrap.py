@@ -392,11 +392,9 @@ class _Load:
 
 
 def _host_authored(fn) -> bool:
-    """True when the manager behind bound method `fn` (through the registry's LiveManager lease
-    wrapper, if any) words its errors itself, with no backend text (host.managers.basic)."""
-    owner = getattr(fn, "__self__", None)
-    inner = getattr(owner, "manager", owner)
-    return bool(getattr(inner, "host_authored_errors", False))
+    """True when the manager behind bound method `fn` words its errors itself, with no backend
+    text (host.managers.basic; the registry's LiveManager says so for the manager it holds)."""
+    return bool(getattr(getattr(fn, "__self__", None), "host_authored_errors", False))
 
 
 def _public_key_only(key) -> errors.FailedPrecondition:

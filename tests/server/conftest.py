@@ -28,6 +28,28 @@ ROOT = Path(__file__).resolve().parents[2]
 STARTUP_LIMIT_S = 60  # a guard against hanging forever, not a performance assertion
 
 
+def serve_json(body: bytes):
+    """A loopback HTTP server answering every GET with `body` as JSON (a JWKS endpoint, say);
+    returns the server (its `server_port`; call `shutdown()` when done)."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
 @dataclass
 class Server:
     url: str

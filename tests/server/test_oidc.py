@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 import time
 
 import httpx
@@ -13,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from host.server import auth
-from tests.server.conftest import start_server
+from tests.server.conftest import serve_json, start_server
 
 ISSUER = "https://issuer.test/realms/opentdf"
 AUDIENCE = "http://platform.test"
@@ -52,22 +50,7 @@ def issuer():
 
 @pytest.fixture(scope="module")
 def jwks_url(issuer):
-    body = json.dumps(issuer.jwks()).encode()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
-    t.start()
+    httpd = serve_json(json.dumps(issuer.jwks()).encode())
     yield f"http://127.0.0.1:{httpd.server_port}/protocol/openid-connect/certs"
     httpd.shutdown()
 

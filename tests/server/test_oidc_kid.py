@@ -3,16 +3,14 @@
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 import time
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tests.server.conftest import start_server
+from tests.server.conftest import serve_json, start_server
 from tests.server.test_oidc import AUDIENCE, ISSUER, LIST_PC, call
 
 
@@ -53,19 +51,7 @@ def server(request, tmp_path_factory, keys):
         (tmp / "jwks.json").write_bytes(body)
         source = str(tmp / "jwks.json")
     else:
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        httpd = serve_json(body)
         source = f"http://127.0.0.1:{httpd.server_port}/certs"
     s = start_server(tmp, f"sqlite:///{tmp / 'state' / 'platform.db'}", env_extra={
         "PLATFORM_OIDC_ISSUER": ISSUER, "PLATFORM_OIDC_AUDIENCE": AUDIENCE, "PLATFORM_OIDC_JWKS": source,
