@@ -1,5 +1,5 @@
 """Post-quantum KAS keys and their DEK wrap, byte-compatible with OpenTDF's lib/ocrypto
-(formats: ../shared/vectors/README.md, produced by OpenTDF's own code).
+(formats: tests/fixtures/vectors/README.md, produced by OpenTDF's own code).
 
 Keys
   mlkem:768 / mlkem:1024      NIST OIDs; `cryptography` reads and writes them natively

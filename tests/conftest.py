@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -37,3 +38,8 @@ def pytest_configure(config) -> None:
 
 def pytest_terminal_summary(terminalreporter) -> None:
     terminalreporter.write_line(_pg_source)
+
+
+# Produced by OpenTDF's own wrap/unwrap code (README beside it); a copy of the team's
+# shared/vectors, kept in the repository so that a clone anywhere runs the vector tests.
+PQC_VECTORS = Path(__file__).resolve().parent / "fixtures" / "vectors" / "opentdf-pqc-vectors.json"

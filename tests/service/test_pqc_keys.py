@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -13,9 +12,10 @@ from click.testing import CliRunner
 from host import crypto, errors, kem
 from host.cli import main
 from tests.service.conftest import file_kek_config
+from tests.conftest import PQC_VECTORS
 
 PQ = list(crypto.KEMS)
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "opentdf-pqc-vectors.json"
+VECTORS = PQC_VECTORS
 
 
 def wrap_to(key, dek: bytes) -> bytes:

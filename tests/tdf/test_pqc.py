@@ -1,6 +1,6 @@
 """Post-quantum KAS keys through a real `platform serve` (issue 18).
 
-The vectors (../shared/vectors/opentdf-pqc-vectors.json) were wrapped by OpenTDF's own code. Their
+The vectors (tests/fixtures/vectors/opentdf-pqc-vectors.json) were wrapped by OpenTDF's own code. Their
 private keys are imported through CreateKey (the proto enum numbers 7, 8, 20, 21), and every case
 is unwrapped by a served Rewrap built as the SDK builds it; the tampered blobs are refused. Keys
 generated here are served in OpenTDF's SPKI form, and our own wrap unwraps through the server.
@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import json
 import os
-from pathlib import Path
 
 import httpx
 import pytest
@@ -23,8 +22,9 @@ from host import crypto, kem
 from host.rootkey import RootKey
 from tests.tdf.conftest import start_kas_platform
 from tests.tdf.test_bad_input import OAEP_SHA1, pem, post_rewrap, rsa_key, srt
+from tests.conftest import PQC_VECTORS
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "opentdf-pqc-vectors.json"
+VECTORS = PQC_VECTORS
 REGISTRY = "/policy.kasregistry.KeyAccessServerRegistryService"
 ENUMS = {"hpqt:secp256r1-mlkem768": 7, "hpqt:secp384r1-mlkem1024": 8, "mlkem:768": 20, "mlkem:1024": 21}
 
