@@ -1,10 +1,10 @@
 """policy.kasregistry.KeyAccessServerRegistryService: the KAS registry and its keys (admin only),
 plus the KAS-key RPC of policy.unsafe.UnsafeService (UnsafeDeleteKasKey).
 
-Every method of the service in otdf-python 0.11.0's protos is served except
-ListKeyAccessServerGrants (grants need attributes and namespaces, which this
-platform does not serve). ListKeyMappings answers with no mappings for the
-same reason (after checking that the key exists).
+Every method of the service in otdf-python 0.11.0's protos is served.
+Grants and key mappings are attributes and namespaces, which this platform
+does not serve: ListKeyAccessServerGrants lists each KAS with no grants, and
+ListKeyMappings answers with no mappings (after checking that the key exists).
 
 Key creation follows OpenTDF's wire contract: the caller supplies the public
 key (base64 of the PEM; raw PEM is accepted too), and for local and provider
@@ -66,8 +66,9 @@ class KasRegistryHandlers:
         order = convert.sort(req.sort, _KAS_SORT)
         servers, total = await to_thread.run_sync(lambda: self.platform.store.kas.list(
             limit=limit, offset=offset, sort=order))
-        return kr.ListKeyAccessServersResponse(
-            key_access_servers=[convert.key_access_server(k) for k in servers],
+        keys = await to_thread.run_sync(self.platform.store.keys.active_by_kas, [k.id for k in servers])
+        return kr.ListKeyAccessServersResponse(  # each KAS with its active keys, as GetKeyAccessServer
+            key_access_servers=[convert.key_access_server(k, keys[k.id]) for k in servers],
             pagination=convert.page_response(offset, len(servers), total))
 
     async def update_key_access_server(self, req: kr.UpdateKeyAccessServerRequest, call: Call):
@@ -78,6 +79,17 @@ class KasRegistryHandlers:
             req.id, uri=req.uri or None, name=req.name or None, labels=labels, extend_labels=extend,
             public_key=public_key, source_type=source))
         return kr.UpdateKeyAccessServerResponse(key_access_server=convert.key_access_server(kas))
+
+    async def list_key_access_server_grants(self, req: kr.ListKeyAccessServerGrantsRequest, call: Call):
+        # Deprecated by OpenTDF in favour of key mappings, still served: every KAS matching the
+        # filters, each with its grants. Grants are attributes/namespaces/values assigned to a KAS;
+        # this platform serves none of them, so every KAS has none (as ListKeyMappings).
+        limit, offset = convert.page(req.pagination if req.HasField("pagination") else None)
+        servers, total = await to_thread.run_sync(lambda: self.platform.store.kas.matching(
+            id=req.kas_id or None, uri=req.kas_uri or None, name=req.kas_name or None, limit=limit, offset=offset))
+        return kr.ListKeyAccessServerGrantsResponse(
+            grants=[kr.KeyAccessServerGrants(key_access_server=convert.key_access_server(k)) for k in servers],
+            pagination=convert.page_response(offset, len(servers), total))
 
     async def delete_key_access_server(self, req: kr.DeleteKeyAccessServerRequest, call: Call):
         kas = await to_thread.run_sync(self.platform.store.kas.delete, req.id)
@@ -224,6 +236,7 @@ def procedures(platform):
         "ListKeyAccessServers": h.list_key_access_servers,
         "UpdateKeyAccessServer": h.update_key_access_server,
         "DeleteKeyAccessServer": h.delete_key_access_server,
+        "ListKeyAccessServerGrants": h.list_key_access_server_grants,
         "CreateKey": h.create_key,
         "GetKey": h.get_key,
         "ListKeys": h.list_keys,

@@ -75,6 +75,10 @@ class KasRepository:
         labels = None if labels is None else v.labels(labels)
         public_key = None if public_key is None else v.kas_public_key(public_key)
         source_type = None if source_type is None else v.source_type(source_type)
+        if uri is None and name is None and labels is None and public_key is None and source_type is None:
+            # OpenTDF's ErrCannotUpdateToUnspecified: a source type left unspecified and nothing else
+            raise InvalidArgument("cannot update to unspecified value: give at least one of uri, name, "
+                                  "metadata, public_key or source_type")
         with self._sessions.session(write=True) as s:
             row = s.scalars(select(KeyAccessServerRow).where(KeyAccessServerRow.id == kas_id)
                             .with_for_update()).one_or_none()
@@ -117,6 +121,23 @@ class KasRepository:
             except IntegrityError:  # a key was added meanwhile; RESTRICT held
                 raise _in_use(row.uri, []) from None
             return record
+
+    def matching(self, id: str | None = None, uri: str | None = None, name: str | None = None,
+                 limit: int | None = None, offset: int = 0) -> tuple[list[KeyAccessServer], int]:
+        """The KAS matching every filter given (exact id, URI, name), newest first: the page of the
+        deprecated ListKeyAccessServerGrants. No match is an empty page, as OpenTDF's."""
+        limit, offset = v.page(limit, offset)
+        conds = []
+        if id is not None:
+            conds.append(KeyAccessServerRow.id == v.uuid_text("kas_id", id))
+        if uri is not None:
+            conds.append(KeyAccessServerRow.uri == v.text("kas_uri", uri, v.MAX_URI))
+        if name is not None:
+            conds.append(func.lower(KeyAccessServerRow.name) == v.name("kas_name", name))
+        with self._sessions.session() as s:
+            total = s.scalar(select(func.count()).select_from(KeyAccessServerRow).where(*conds))
+            rows = page_rows(s, KeyAccessServerRow, conds, "created_at", "desc", limit, offset, total)
+            return [kas_record(r) for r in rows], int(total)
 
     @staticmethod
     def _check_unique(s, uri: str | None, name: str | None, own_id: str | None) -> None:

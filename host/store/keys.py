@@ -188,6 +188,20 @@ class KeyRepository:
             row = s.get(BaseKeyRow, 1)
             return None if row is None else self._record(s.get(KasKeyRow, row.key_id))
 
+    def active_by_kas(self, kas_ids) -> dict[str, list[KasKey]]:
+        """{KAS id: its active keys, newest first} for a page of KAS (one query): the `kas_keys`
+        a KAS is answered with, in a list as in a get."""
+        ids = [v.uuid_text("kas_id", i) for i in kas_ids]
+        out: dict[str, list[KasKey]] = {i: [] for i in ids}
+        if not ids:
+            return out
+        with self._sessions.session() as s:
+            rows = s.scalars(select(KasKeyRow).where(KasKeyRow.kas_id.in_(ids), KasKeyRow.status == "active")
+                             .order_by(KasKeyRow.created_at.desc(), KasKeyRow.id.desc())).unique().all()
+            for row in rows:
+                out[row.kas_id].append(self._record(row))
+        return out
+
     def set_base_key(self, id: str) -> tuple[KasKey, KasKey | None]:
         """Make the key the platform's base key; returns (new, previous)."""
         key_uuid = v.uuid_text("id", id)
