@@ -70,14 +70,23 @@ def newer_enum_value(violation) -> bool:
             and bool(elements) and elements[-1].field_name in _ALGORITHM_FIELDS)
 
 
-def default_wrapping_key(violation) -> bool:
-    """True when a violation says only that `private_key_ctx.key_id` is empty. We accept that,
-    as the seed document's `key create ... --mode provider` does: an empty key id names the
-    provider config's default key (its config_json says which), as it does in every manager
-    call. OpenTDF requires the id; its clients always send one, so they never notice."""
+def default_wrapping_key(violation, message=None) -> bool:
+    """True when a violation says only that `private_key_ctx.key_id` is empty in provider or remote
+    mode. We accept that, as the seed document's `key create ... --mode provider` does: an empty
+    key id names the provider config's default key (its config_json says which), as it does in
+    every manager call. OpenTDF requires the id; its clients always send one, so they never
+    notice. In the other modes (and when the request is not at hand) the rule stands, as OpenTDF's."""
     proto = violation.proto
     elements = [e.field_name for e in proto.field.elements] if proto.field is not None else []
-    return proto.rule_id == "string.min_len" and elements[-2:] == ["private_key_ctx", "key_id"]
+    if proto.rule_id != "string.min_len" or elements[-2:] != ["private_key_ctx", "key_id"]:
+        return False
+    if message is None:
+        return False
+    holder = message.new_key if elements[:1] == ["new_key"] else message
+    return getattr(holder, "key_mode", None) in _MANAGER_MODES
+
+
+_MANAGER_MODES = (objects_pb2.KEY_MODE_PROVIDER_ROOT_KEY, objects_pb2.KEY_MODE_REMOTE)
 
 
 KEY_STATUSES = {
