@@ -16,6 +16,7 @@ from host.cli.remote import api
 from host.cli.output import echo_fields, echo_json, echo_page_footer, echo_table, format_labels, pagination, \
     parse_labels, rfc3339
 from host.errors import InvalidArgument
+from host.server import newer_fields
 from host.server.protos import common_pb2, kasregistry_pb2 as kr
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the OpenTDF JSON shape.")
@@ -116,13 +117,14 @@ def get(platform, ref, id_, uri, name, as_json):
 @click.option("--limit", type=int, default=100, show_default=True)
 @click.option("--offset", type=int, default=0, show_default=True)
 @records.sort_options(("name", "uri", "created_at", "updated_at"))
+@records.search_option("a substring of the name or URI, any case")
 @json_option
 @click.pass_obj
-def list_(platform, limit, offset, sort_field, order, as_json):
+def list_(platform, limit, offset, sort_field, order, search, as_json):
     """List registered Key Access Servers (newest first unless --sort/--order)."""
-    resp = api().kr("ListKeyAccessServers", kr.ListKeyAccessServersRequest(
+    resp = api().kr("ListKeyAccessServers", newer_fields.with_search(kr.ListKeyAccessServersRequest(
         pagination=records.page(limit, offset),
-        sort=records.sort(kr.KeyAccessServersSort, "SORT_KEY_ACCESS_SERVERS_TYPE", sort_field, order)))
+        sort=records.sort(kr.KeyAccessServersSort, "SORT_KEY_ACCESS_SERVERS_TYPE", sort_field, order)), search))
     items, total = [records.kas(k) for k in resp.key_access_servers], resp.pagination.total
     if as_json:
         echo_json({"key_access_servers": [kas_json_doc(k) for k in items],

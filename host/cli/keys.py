@@ -8,6 +8,7 @@
     base get | base set --key/-k
     list-mappings       always empty here (no attributes/namespaces are served)
     unsafe delete --id --key-id --kas-uri
+    unsafe update --id [--mode remote|public_key] [--provider-config-id]
 
 `--public-key-pem` is base64 of the PEM as otdfctl takes it (a raw PEM or a
 file holding one works too). Every rule is the key service's: the commands
@@ -28,7 +29,7 @@ from host.cli import kas_registry, records
 from host.cli.output import base_key_json, echo_json, echo_page_footer, echo_table, format_labels, key_json, pagination
 from host.cli.remote import api
 from host.managers.base import CallContext
-from host.server import convert
+from host.server import convert, newer_fields
 from host.server.protos import common_pb2, key_management_pb2 as km, kasregistry_pb2 as kr, objects_pb2
 from host.service.keys import DEFAULT_ROOT_KEY_ID, normalize_mode, pem_base64, pem_text
 
@@ -268,9 +269,10 @@ def get(platform, key_ref, kas, id_, key_id, as_json):
 @click.option("--limit", type=click.IntRange(1), default=None, help="Page size (default and maximum: the server's).")
 @click.option("--offset", type=click.IntRange(0), default=0)
 @records.sort_options(("key_id", "created_at", "updated_at"))
+@records.search_option("a substring of the key id, any case")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def list_(platform, kas, algorithm, legacy, limit, offset, sort_field, order, as_json):
+def list_(platform, kas, algorithm, legacy, limit, offset, sort_field, order, search, as_json):
     """List keys with pagination, newest first unless --sort/--order."""
     req = kr.ListKeysRequest(pagination=records.page(limit, offset),
                              sort=records.sort(kr.KasKeysSort, "SORT_KAS_KEYS_TYPE", sort_field, order),
@@ -280,7 +282,7 @@ def list_(platform, kas, algorithm, legacy, limit, offset, sort_field, order, as
         setattr(req, {"kas_id": "kas_id", "uri": "kas_uri", "name": "kas_name"}[field], value)
     if legacy is not None:
         req.legacy = legacy
-    resp = api().kr("ListKeys", req)
+    resp = api().kr("ListKeys", newer_fields.with_search(req, search))
     keys, total = [records.key(k) for k in resp.kas_keys], resp.pagination.total
     if as_json:
         echo_json({"kas_keys": [key_json(k) for k in keys], "pagination": pagination(offset, len(keys), total)})
@@ -436,4 +438,36 @@ def unsafe_delete(platform, id_, key_id, kas_uri, force, as_json):
     from host.server.kasregistry import unsafe_pb2
 
     resp = api().unsafe("UnsafeDeleteKasKey", unsafe_pb2.UnsafeDeleteKasKeyRequest(id=id_, kid=key_id, kas_uri=kas_uri))
+    _print_key(records.key(resp.key), as_json)
+
+
+@unsafe.command("update")
+@click.option("--id", "-i", "id_", required=True, help="The key's UUID.")
+@click.option("--mode", "-m", default=None, help='The new mode: "remote" or "public_key".')
+@click.option("--provider-config-id", "-p", default=None,
+              help="Provider config: needed for remote mode, or alone to move a remote key to another.")
+@click.option("--force", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def unsafe_update(platform, id_, mode, provider_config_id, force, as_json):
+    """Switch a key between remote and public_key mode, or change a remote key's provider config, in
+    place (its key id, KAS and public key stay): what decrypts with it changes retroactively."""
+    from host.store.validation import is_uuid
+
+    if not is_uuid(id_):
+        raise click.UsageError(f"Flag '--id' received value '{id_}' and must be a valid UUID")
+    if provider_config_id is not None and not is_uuid(provider_config_id):
+        raise click.UsageError(f"Optional flag '--provider-config-id' received value '{provider_config_id}' "
+                               "and must be a valid UUID if used")
+    target = 0
+    if mode:
+        if mode not in ("remote", "public_key"):
+            raise click.UsageError('Invalid key mode: mode must be "remote" or "public_key"')
+        target = _mode_enum(mode)
+    existing = records.key(api().kr("GetKey", kr.GetKeyRequest(id=id_)).kas_key)
+    if not force:
+        click.confirm(f"Unsafely update key {existing.key_id!r} ({existing.id}) of {existing.kas_uri}? What "
+                      "decrypts with it changes", abort=True)
+    resp = api().unsafe("UnsafeUpdateKey", newer_fields.UnsafeUpdateKeyRequest(
+        id=id_, target_key_mode=target, provider_config_id=provider_config_id or ""))
     _print_key(records.key(resp.key), as_json)

@@ -145,6 +145,11 @@ def sort_options(fields: tuple[str, ...]):
     return decorate
 
 
+def search_option(what: str):
+    """otdfctl's `--search TERM` on List commands (OpenTDF's `search.term`)."""
+    return click.option("--search", default=None, help=f"Only matches of TERM: {what}.")
+
+
 def walk(fetch, items_of):
     """Every item of a paged List: fetch(offset) -> response; items_of(response) -> its items."""
     offset = 0

@@ -79,7 +79,10 @@ class OverConnect:
     def call(self, service: str, method: str, request):
         from connectrpc.errors import ConnectError
 
-        fn = getattr(self._clients[service], _snake(method))
+        client = self._clients[service]
+        fn = getattr(client, _snake(method), None)
+        if fn is None:  # an RPC newer than the generated clients (host.server.newer_fields)
+            fn = _newer_method(client, SERVICES[service], method)
         try:
             return fn(request, headers=self._headers)
         except ConnectError as e:
@@ -88,6 +91,18 @@ class OverConnect:
         except OSError as e:  # refused, reset, DNS: say where, not what was sent
             raise errors.Unavailable(f"cannot reach the platform at {self.host}: {e.strerror or type(e).__name__}") \
                 from None
+
+
+def _newer_method(client, service_name: str, method: str):
+    from connectrpc.method import IdempotencyLevel, MethodInfo
+
+    from host.server import newer_fields
+
+    if (service_name, method) != (newer_fields.UNSAFE_SERVICE_NAME, "UnsafeUpdateKey"):
+        raise errors.Unimplemented(f"{service_name}/{method} is not known to this CLI")
+    info = MethodInfo(name=method, service_name=service_name, input=newer_fields.UnsafeUpdateKeyRequest,
+                      output=newer_fields.UnsafeUpdateKeyResponse, idempotency_level=IdempotencyLevel.UNKNOWN)
+    return lambda request, headers: client.execute_unary(request=request, method=info, headers=headers)
 
 
 def _snake(method: str) -> str:
@@ -103,6 +118,8 @@ def client_credentials_token(host: str, path: str) -> str:
         with open(path, encoding="utf-8") as f:
             creds = json.load(f)
         client_id, secret = creds["clientId"], creds["clientSecret"]
+        if not (isinstance(client_id, str) and isinstance(secret, str) and client_id and secret):
+            raise TypeError
     except (OSError, ValueError, KeyError, TypeError):
         raise errors.InvalidArgument(f"--with-client-creds-file {path}: expected a JSON object with "
                                      f"clientId and clientSecret") from None
@@ -121,9 +138,13 @@ def client_credentials_token(host: str, path: str) -> str:
                        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret})
     except (httpx.HTTPError, ValueError, KeyError, AttributeError):
         raise errors.Unavailable(f"cannot get a token for client {client_id!r} from the platform's issuer") from None
-    if r.status_code != 200 or "access_token" not in r.json():
+    try:
+        token = r.json().get("access_token") if r.status_code == 200 else None
+    except (ValueError, AttributeError):
+        token = None
+    if not isinstance(token, str) or not token:
         raise errors.Unauthenticated(f"the issuer refused client {client_id!r} (HTTP {r.status_code})")
-    return r.json()["access_token"]
+    return token
 
 
 def api():

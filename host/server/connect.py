@@ -37,7 +37,7 @@ from host import metrics
 from host.errors import (DeadlineExceeded, Internal, InvalidArgument, PlatformError, Unauthenticated,
                          Unimplemented)
 from host.managers.base import CallContext
-from host.server import convert, logs
+from host.server import convert, logs, newer_fields
 from host.server.limits import ServerLimits
 from host.server.rsgi import RequestHeaders
 
@@ -268,6 +268,7 @@ class ConnectApp:
             return message  # an empty body is the empty message
         try:
             json_format.Parse(text, message, ignore_unknown_fields=True)
+            newer_fields.merge_json(message, text)  # OpenTDF's `search`, newer than these protos
         except json_format.ParseError as e:
             raise InvalidArgument(f"malformed JSON body: {_clip(str(e).splitlines()[0] if str(e) else 'parse error', 200)}") from None
         except (ValueError, TypeError, RecursionError):

@@ -1,5 +1,6 @@
 """policy.kasregistry.KeyAccessServerRegistryService: the KAS registry and its keys (admin only),
-plus the KAS-key RPC of policy.unsafe.UnsafeService (UnsafeDeleteKasKey).
+plus the KAS-key RPCs of policy.unsafe.UnsafeService (UnsafeDeleteKasKey, and UnsafeUpdateKey,
+which is newer than the 0.11.0 protos: see host.server.newer_fields, as for `search`).
 
 Every method of the service in otdf-python 0.11.0's protos is served.
 Grants and key mappings are attributes and namespaces, which this platform
@@ -20,8 +21,8 @@ from __future__ import annotations
 from anyio import to_thread
 
 from host.errors import InvalidArgument
-from host.server import convert
-from host.server.connect import Call, procedures_for
+from host.server import convert, newer_fields
+from host.server.connect import Call, Procedure, procedures_for
 from host.server.protos import _import_generated, kasregistry_pb2 as kr
 
 SERVICE = kr.DESCRIPTOR.services_by_name["KeyAccessServerRegistryService"]
@@ -64,8 +65,9 @@ class KasRegistryHandlers:
     async def list_key_access_servers(self, req: kr.ListKeyAccessServersRequest, call: Call):
         limit, offset = convert.page(req.pagination if req.HasField("pagination") else None)
         order = convert.sort(req.sort, _KAS_SORT)
+        search = newer_fields.search_term(req)
         servers, total = await to_thread.run_sync(lambda: self.platform.store.kas.list(
-            limit=limit, offset=offset, sort=order))
+            limit=limit, offset=offset, sort=order, search=search))
         keys = await to_thread.run_sync(self.platform.store.keys.active_by_kas, [k.id for k in servers])
         return kr.ListKeyAccessServersResponse(  # each KAS with its active keys, as GetKeyAccessServer
             key_access_servers=[convert.key_access_server(k, keys[k.id]) for k in servers],
@@ -120,8 +122,9 @@ class KasRegistryHandlers:
         algorithm = convert.algorithm(req.key_algorithm) if req.key_algorithm else None
         legacy = req.legacy if req.HasField("legacy") else None
         order = convert.sort(req.sort, _KEY_SORT)
+        search = newer_fields.search_term(req)
         keys, total = await to_thread.run_sync(lambda: self.platform.keys.list_keys(
-            kas=kas, limit=limit, offset=offset, algorithm=algorithm, legacy=legacy, sort=order))
+            kas=kas, limit=limit, offset=offset, algorithm=algorithm, legacy=legacy, sort=order, search=search))
         return kr.ListKeysResponse(kas_keys=[convert.kas_key(k) for k in keys],
                                    pagination=convert.page_response(offset, len(keys), total))
 
@@ -190,6 +193,21 @@ class KasRegistryHandlers:
         validation.page(limit, offset)  # the same bounds as every List call
         return kr.ListKeyMappingsResponse(pagination=convert.page_response(offset, 0, 0))
 
+    async def unsafe_update_key(self, req, call: Call):
+        # OpenTDF's field rules (its protovalidate options are not on this locally built message)
+        from host.store.validation import is_uuid
+
+        if not is_uuid(req.id):
+            raise InvalidArgument("id: value must be a valid UUID")
+        if req.target_key_mode not in (0, 3, 4):
+            raise InvalidArgument("target_key_mode: value must be in list [0, 3, 4]")
+        if req.provider_config_id and not is_uuid(req.provider_config_id):
+            raise InvalidArgument("provider_config_id: value must be a valid UUID")
+        mode = convert.key_mode(req.target_key_mode, "target_key_mode") if req.target_key_mode else None
+        key = await to_thread.run_sync(lambda: self.platform.keys.unsafe_update_key(
+            req.id, mode, req.provider_config_id or None))
+        return newer_fields.UnsafeUpdateKeyResponse(key=convert.kas_key(key))
+
     async def unsafe_delete_kas_key(self, req, call: Call):
         key = await to_thread.run_sync(lambda: self.platform.keys.unsafe_delete_key(req.id, req.kid, req.kas_uri))
         return unsafe_pb2.UnsafeDeleteKasKeyResponse(key=convert.kas_key(key))
@@ -247,4 +265,7 @@ def procedures(platform):
         "ListKeyMappings": h.list_key_mappings,
     }, role="admin", message_module=kr) + procedures_for(UNSAFE_SERVICE, {
         "UnsafeDeleteKasKey": h.unsafe_delete_kas_key,
-    }, role="admin", message_module=unsafe_pb2)
+    }, role="admin", message_module=unsafe_pb2) + [Procedure(
+        service=newer_fields.UNSAFE_SERVICE_NAME, method="UnsafeUpdateKey",
+        input=newer_fields.UnsafeUpdateKeyRequest, output=newer_fields.UnsafeUpdateKeyResponse,
+        handler=h.unsafe_update_key, role="admin")]

@@ -45,11 +45,15 @@ class KeyService:
     def find_key(self, ref, kas=None):
         return self.lifecycle.find(ref, kas=kas)
 
-    def list_keys(self, kas=None, limit=None, offset=0, algorithm=None, legacy=None, sort=None):
-        return self.lifecycle.list(kas=kas, limit=limit, offset=offset, algorithm=algorithm, legacy=legacy, sort=sort)
+    def list_keys(self, kas=None, limit=None, offset=0, algorithm=None, legacy=None, sort=None, search=None):
+        return self.lifecycle.list(kas=kas, limit=limit, offset=offset, algorithm=algorithm, legacy=legacy, sort=sort,
+                                   search=search)
 
     def update_key_labels(self, id, labels, extend=True):
         return self.lifecycle.update_labels(id, labels, extend)
+
+    def unsafe_update_key(self, id, target_mode, provider_config_id):
+        return self.lifecycle.unsafe_update(id, target_mode, provider_config_id)
 
     def unsafe_delete_key(self, id, key_id, kas_uri):
         return self.lifecycle.unsafe_delete(id, key_id, kas_uri)

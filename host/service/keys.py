@@ -288,14 +288,42 @@ class KeyLifecycle:
         return self.get(kas=kas, key_id=ref)
 
     def list(self, kas: str | None = None, limit: int | None = None, offset: int = 0, algorithm: str | None = None,
-             legacy: bool | None = None, sort: tuple[str, str] | None = None):
+             legacy: bool | None = None, sort: tuple[str, str] | None = None, search: str | None = None):
         server_id = self._store.kas.get(kas).id if kas else None
         return self._store.keys.list(kas_id=server_id, limit=limit, offset=offset, algorithm=algorithm,
-                                     legacy=legacy, sort=sort)
+                                     legacy=legacy, sort=sort, search=search)
 
     # ---- change -----------------------------------------------------------------
     def update_labels(self, id: str, labels: dict[str, str], extend: bool = True):
         return self._store.keys.update_labels(id, labels, extend)
+
+    def unsafe_update(self, id: str, target_mode: str | None, provider_config_id: str | None):
+        """OpenTDF's UnsafeUpdateKey: switch a key between remote and public_key mode, or move a remote
+        key to another provider config; its key id, KAS and public key stay. Only remote and
+        public-key-only keys can change (a local or provider key's private key is stored wrapped, so
+        another mode would lose or invent it). target_mode None changes the provider config only."""
+        key = self._store.keys.get(id)
+        if key.mode not in ("remote", "public_key"):
+            raise errors.InvalidArgument("existing key mode cannot be updated")
+        if target_mode not in (None, "remote", "public_key"):
+            raise errors.InvalidArgument("target key mode cannot be used for an unsafe update")
+        if target_mode == "public_key":
+            if provider_config_id:
+                raise errors.InvalidArgument("provider_config_id must be empty for requested key mode")
+        else:
+            if not provider_config_id:
+                raise errors.InvalidArgument("provider_config_id is required for requested key mode")
+            if target_mode is None and key.mode != "remote":
+                raise errors.InvalidArgument("existing key mode cannot receive provider_config_id update with "
+                                             "unspecified key mode")
+            try:
+                self._store.providers.get(id=provider_config_id)
+            except errors.NotFound:
+                raise errors.NotFound("provider_config_id does not reference an existing provider config") from None
+        updated = self._store.keys.unsafe_update(key.id, target_mode, provider_config_id or None)
+        self._unwrap.forget()
+        self._public_keys.clear()
+        return updated
 
     def unsafe_delete(self, id: str, key_id: str, kas_uri: str):
         """Delete a key for good. key_id and kas_uri must repeat the key's, so a typo deletes nothing:

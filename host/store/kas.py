@@ -58,12 +58,16 @@ class KasRepository:
             return kas_record(self.row(s, ref))
 
     def list(self, limit: int | None = None, offset: int = 0,
-             sort: tuple[str, str] | None = None) -> tuple[list[KeyAccessServer], int]:
+             sort: tuple[str, str] | None = None, search: str | None = None) -> tuple[list[KeyAccessServer], int]:
+        """search (OpenTDF's `search.term`): a case-insensitive substring of the name or the URI."""
         limit, offset = v.page(limit, offset)
         field, direction = v.sort(sort, SORT_FIELDS)
+        conds = () if not search else (or_(
+            func.lower(KeyAccessServerRow.name).contains(search.lower(), autoescape=True),
+            func.lower(KeyAccessServerRow.uri).contains(search.lower(), autoescape=True)),)
         with self._sessions.session() as s:
-            total = s.scalar(select(func.count()).select_from(KeyAccessServerRow))
-            rows = page_rows(s, KeyAccessServerRow, (), field, direction, limit, offset, total)
+            total = s.scalar(select(func.count()).select_from(KeyAccessServerRow).where(*conds))
+            rows = page_rows(s, KeyAccessServerRow, conds, field, direction, limit, offset, total)
             return [kas_record(r) for r in rows], int(total)
 
     def update(self, id: str, uri: str | None = None, name: str | None = None,

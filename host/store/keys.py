@@ -110,11 +110,14 @@ class KeyRepository:
 
     def list(self, kas_id: str | None = None, limit: int | None = None, offset: int = 0,
              algorithm: str | None = None, status: str | None = None, legacy: bool | None = None,
-             sort: tuple[str, str] | None = None) -> tuple[list[KasKey], int]:
-        """Newest first unless `sort` = (field, "asc"|"desc") says otherwise; legacy None -> all keys."""
+             sort: tuple[str, str] | None = None, search: str | None = None) -> tuple[list[KasKey], int]:
+        """Newest first unless `sort` = (field, "asc"|"desc") says otherwise; legacy None -> all keys;
+        search (OpenTDF's `search.term`): a case-insensitive substring of the key id."""
         limit, offset = v.page(limit, offset)
         field, direction = v.sort(sort, SORT_FIELDS)
         conds = _filters(kas_id, algorithm, status, legacy)
+        if search:
+            conds += (func.lower(KasKeyRow.key_id).contains(search.lower(), autoescape=True),)
         with self._sessions.session() as s:
             total = int(s.scalar(select(func.count()).select_from(KasKeyRow).where(*conds)))
             rows = page_rows(s, KasKeyRow, conds, field, direction, limit, offset, total)
@@ -161,6 +164,20 @@ class KeyRepository:
             s.flush()
             return self._record(row)
 
+
+    def unsafe_update(self, id: str, mode: str | None, provider_config_id: str | None) -> KasKey:
+        """Set a key's mode and/or provider config in place (the unsafe update; the service checks
+        which changes are allowed). Everything else of the key stays as it is."""
+        key_uuid = v.uuid_text("id", id)
+        with self._sessions.session(write=True) as s:
+            row = self._locked(s, key_uuid)
+            if mode is not None:
+                row.mode = _choice("mode", mode, MODES)
+            row.provider_config_id = provider_config_id
+            row.updated_at = utcnow()
+            s.flush()
+            s.expire(row, ["provider_config"])
+            return self._record(row)
 
     def update_labels(self, id: str, labels: Mapping[str, str], extend: bool) -> KasKey:
         key_uuid = v.uuid_text("id", id)

@@ -1,0 +1,124 @@
+"""OpenTDF wire fields and one RPC that are newer than the otdf-python 0.11.0 protos we load.
+
+- `search` (field 12, a `policy.Search {string term = 1}`) on ListKeyAccessServersRequest and
+  ListKeysRequest. The 0.11.0 classes lack the field, but protobuf keeps unknown fields: a
+  binary request carrying it (otdfctl's, or this CLI's) still has it after parsing, and it is
+  read here from the unknown fields; a JSON request's `"search": {"term": ..}` is merged in the
+  same form by `merge_json`. The CLI adds it with `with_search`.
+- `policy.unsafe.UnsafeService/UnsafeUpdateKey`: its request and response messages are built
+  here (same package, names, field numbers and types as OpenTDF's unsafe.proto) in a file of
+  their own, because the generated unsafe.proto of 0.11.0 cannot be extended.
+"""
+
+from __future__ import annotations
+
+import json
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, unknown_fields
+
+from host.server.protos import kasregistry_pb2 as kr, objects_pb2
+
+SEARCH_FIELD = 12
+SEARCHABLE = (kr.ListKeyAccessServersRequest, kr.ListKeysRequest)
+SEARCH_MAX_LEN = 253  # OpenTDF's policy.Search.term rule: 1..253 characters
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _length_delimited(field: int, payload: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def with_search(request, term: str | None):
+    """The request with OpenTDF's `search.term` set (unchanged when term is None)."""
+    if term is not None:
+        inner = _length_delimited(1, term.encode("utf-8"))
+        request.MergeFromString(_length_delimited(SEARCH_FIELD, inner))
+    return request
+
+
+def search_term(request) -> str | None:
+    """The `search.term` of a List request (None when absent), as OpenTDF reads it: trimmed, and
+    an empty term is no search. A term over OpenTDF's 253 characters is refused as its rule does."""
+    from host.errors import InvalidArgument
+
+    term = None
+    for f in unknown_fields.UnknownFieldSet(request):
+        if f.field_number != SEARCH_FIELD or f.wire_type != 2:
+            continue
+        term = ""  # a Search without a term (Go's empty policy.Search{}) breaks term's min_len too
+        for inner in unknown_fields.UnknownFieldSet(_search_holder(f.data)):
+            if inner.field_number == 1 and inner.wire_type == 2:
+                try:
+                    term = inner.data.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise InvalidArgument("search.term: not valid UTF-8") from None
+    if term is None:
+        return None
+    if not 1 <= len(term) <= SEARCH_MAX_LEN:
+        raise InvalidArgument(f"search.term: value length must be between 1 and {SEARCH_MAX_LEN} characters")
+    return term.strip() or None
+
+
+def _search_holder(data: bytes):
+    """A message whose unknown fields are `data` (an empty message type of the same pool)."""
+    holder = _EMPTY()
+    holder.ParseFromString(data)
+    return holder
+
+
+def merge_json(message, text: str) -> None:
+    """Carry a JSON body's `search` over to a searchable message (json_format drops it)."""
+    if not isinstance(message, SEARCHABLE) or '"search"' not in text:
+        return
+    from host.errors import InvalidArgument
+
+    try:
+        search = json.loads(text).get("search")
+    except (ValueError, AttributeError):
+        return
+    if search is None:
+        return
+    if not isinstance(search, dict) or not isinstance(search.get("term", ""), str):
+        raise InvalidArgument("malformed JSON body: search must be an object with a string term")
+    with_search(message, search.get("term", ""))
+
+
+# ---- UnsafeUpdateKey --------------------------------------------------------------------
+
+def _build_unsafe_update_key():
+    pool = descriptor_pool.Default()
+    name = "policy/unsafe/unsafe_update_key_newer.proto"
+    try:
+        fd = pool.FindFileByName(name)
+    except KeyError:
+        f = descriptor_pb2.FileDescriptorProto(name=name, package="policy.unsafe", syntax="proto3",
+                                               dependency=[objects_pb2.DESCRIPTOR.name])
+        T = descriptor_pb2.FieldDescriptorProto
+        req = f.message_type.add(name="UnsafeUpdateKeyRequest")
+        req.field.add(name="id", number=1, type=T.TYPE_STRING, label=T.LABEL_OPTIONAL, json_name="id")
+        req.field.add(name="target_key_mode", number=2, type=T.TYPE_ENUM, type_name=".policy.KeyMode",
+                      label=T.LABEL_OPTIONAL, json_name="targetKeyMode")
+        req.field.add(name="provider_config_id", number=3, type=T.TYPE_STRING, label=T.LABEL_OPTIONAL,
+                      json_name="providerConfigId")
+        resp = f.message_type.add(name="UnsafeUpdateKeyResponse")
+        resp.field.add(name="key", number=1, type=T.TYPE_MESSAGE, type_name=".policy.KasKey",
+                       label=T.LABEL_OPTIONAL, json_name="key")
+        f.message_type.add(name="NewerFieldsEmpty")  # for reading nested unknown fields
+        pool.Add(f)
+        fd = pool.FindFileByName(name)
+    get = message_factory.GetMessageClass
+    return (get(fd.message_types_by_name["UnsafeUpdateKeyRequest"]),
+            get(fd.message_types_by_name["UnsafeUpdateKeyResponse"]),
+            get(fd.message_types_by_name["NewerFieldsEmpty"]))
+
+
+UnsafeUpdateKeyRequest, UnsafeUpdateKeyResponse, _EMPTY = _build_unsafe_update_key()
+UNSAFE_SERVICE_NAME = "policy.unsafe.UnsafeService"
