@@ -91,8 +91,8 @@ def test_oversized_body_refused_before_parsing(server):
 def test_unknown_service_or_method(server, clients):
     assert_error(post(server, "/policy.keymanagement.KeyManagementService/Nope", b"{}"), 404, "unimplemented")
     assert_error(post(server, "/no.such.Service/Method", b"{}"), 404, "unimplemented")
-    # A method of a served service that this platform does not implement.
-    r = post(server, "/policy.kasregistry.KeyAccessServerRegistryService/ListKeyAccessServerGrants", b"{}")
+    # A method of a served service that this platform does not implement (no namespaces here).
+    r = post(server, "/policy.unsafe.UnsafeService/UnsafeDeleteNamespace", b"{}")
     assert_error(r, 404, "unimplemented")
     assert httpx.get(f"{server.url}/nothing/here").status_code == 404
 

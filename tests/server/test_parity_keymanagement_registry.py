@@ -14,7 +14,8 @@ Cases already translated in test_opentdf_parity.py are not repeated here:
     _WithManagerOnly_Fails, _MixedCaseName_Succeeds, ListProviderConfig_OrdersByCreatedAt_Succeeds,
     _PaginationLimitExceeded_Fails, DeleteProviderConfig_InUse_Fails;
   kas_registry_test.go: CreateKeyAccessServer_Remote, _Name_LowerCased, _Cached,
-    UpdateKeyAccessServer_Everything (as ..._Everything_Succeeds), _PublicKey_DoesNotAlterOtherValues,
+    UpdateKeyAccessServer_Everything (as ..._Everything_Succeeds; its remaining checks are in
+    ..._Everything_PublicKeySourceTypeAndUpdatedAt below), _PublicKey_DoesNotAlterOtherValues,
     _UnspecifiedSourceType_DoesNotAlterSourceType, _WithNonExistentId_Fails, DeleteKeyAccessServer,
     DeleteKeyAccessServer_WithChildKeys_Fails (as ..._WithKeys_Fails), _WithInvalidId_Fails,
     GetKeyAccessServer_ByIdNameUri_ReturnSameResult, ListKeyAccessServers_SortByName_ASC,
@@ -559,6 +560,27 @@ def test_Test_CreateKeyAccessServer_NameConflict_Fails(server, clients):
     code, _ = code_of(make_kas, clients, server, name=name, uri=f"https://{uniq('acmecorp2')}.example.com",
                       public_key=remote("https://acmecorp.somewhere/key"))
     assert code == Code.ALREADY_EXISTS
+
+
+def test_Test_UpdateKeyAccessServer_Everything_PublicKeySourceTypeAndUpdatedAt(server, clients):
+    """The rest of the peer's UpdateKeyAccessServer_Everything (uri, name and metadata are in
+    test_opentdf_parity's ..._Everything_Succeeds): the public key and source type change too,
+    from a nameless KAS, and updated_at moves past the creation time."""
+    created = make_kas(clients, server, public_key=remote(), source_type=objects_pb2.SOURCE_TYPE_INTERNAL,
+                       metadata=common_pb2.MetadataMutable(labels={"fixed": "fixed label", "update": "update label"}))
+    initial = get_kas(clients, server, kas_id=created.id)
+    time.sleep(0.01)
+    new_uri, new_name = f"https://{uniq('after-uri-everything')}.example.com", uniq("key-access-updated")
+    update_kas(clients, server, id=created.id, uri=new_uri, name=new_name,
+               public_key=remote("https://remote2.example.com/key"), source_type=objects_pb2.SOURCE_TYPE_EXTERNAL,
+               metadata=common_pb2.MetadataMutable(labels={"update": "true", "new": "new label"}),
+               metadata_update_behavior=EXTEND)
+    got = get_kas(clients, server, kas_id=created.id)
+    assert (got.id, got.uri, got.name) == (created.id, new_uri, new_name)
+    assert got.public_key.remote == "https://remote2.example.com/key" and not got.public_key.HasField("cached")
+    assert dict(got.metadata.labels) == {"fixed": "fixed label", "update": "true", "new": "new label"}
+    assert got.metadata.updated_at.ToDatetime() > initial.metadata.created_at.ToDatetime()
+    assert got.source_type == objects_pb2.SOURCE_TYPE_EXTERNAL
 
 
 def test_Test_UpdateKeyAccessServer_Metadata_DoesNotAlterOtherValues(server, clients):
