@@ -3,6 +3,8 @@
 - RSA: OAEP with SHA-1 and MGF1-SHA-1.
 - EC: ephemeral ECDH on the key's curve, HKDF-SHA256 (salt SHA-256("TDF"),
   no info, 32 bytes), AES-256-GCM: `nonce(12) || ciphertext || tag(16)`.
+  `seal_dek` is the one place a DEK is sealed to a public key, whoever seals it
+  (a TDF writer to the KAS key, the KAS to the Rewrap client).
 - ML-KEM and the ML-KEM + EC hybrids: host.kem.
 """
 
@@ -113,8 +115,8 @@ def rsa_unwrap(private_key, wrapped: bytes) -> bytes:
 
 # ---- EC ----------------------------------------------------------------------
 
-def derive_wrap_key(shared_secret: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=TDF_SALT, info=None).derive(shared_secret)
+def derive_wrap_key(shared_secret: bytes, salt: bytes = TDF_SALT) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=None).derive(shared_secret)
 
 
 def load_ephemeral_public_key(data: bytes | str, algorithm: str):
@@ -153,11 +155,25 @@ def aes_gcm_seal(key: bytes, plain: bytes) -> bytes:
     return nonce + AESGCM(key).encrypt(nonce, plain, None)
 
 
+def seal_dek(public_key, dek: bytes, session_key=None, salt: bytes = TDF_SALT) -> bytes:
+    """A DEK sealed to an RSA or EC public key, as OpenTDF wraps and rewraps them.
+
+    RSA: OAEP-SHA1. EC: AES-256-GCM (`nonce || ciphertext || tag`) under
+    HKDF-SHA256(ECDH(session_key, public_key), salt, no info, 32 bytes), where
+    `session_key` is the sealer's EC private key on the same curve: a fresh one per
+    wrap for a TDF writer (`ec_wrap`), one per Rewrap response for the KAS, whose
+    public half goes to the client. Salt SHA-256("TDF"), or SHA-256("L1L") for NanoTDF.
+    """
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return rsa_wrap(public_key, dek)
+    shared = session_key.exchange(ec.ECDH(), public_key)
+    return aes_gcm_seal(derive_wrap_key(shared, salt), dek)
+
+
 def ec_wrap(public_key, dek: bytes) -> tuple[bytes, str]:
     """Wrap a DEK to an EC public key: (wrapped, ephemeral public key PEM)."""
     eph = ec.generate_private_key(public_key.curve)
-    shared = eph.exchange(ec.ECDH(), public_key)
-    return aes_gcm_seal(derive_wrap_key(shared), dek), public_pem(eph)
+    return seal_dek(public_key, dek, eph), public_pem(eph)
 
 
 def ec_unwrap(private_key, ephemeral_public_key, wrapped: bytes) -> bytes:

@@ -17,6 +17,19 @@ To plug in a real one, set PLATFORM_KAS_DECISION to "package.module:function"
 (importable in the server's environment). A denied policy fails each of its
 key access objects with `permission_denied`; a hook that raises fails them
 with `internal` (logged by type only).
+
+A hook says what it needs with two attributes (read with getattr; a plain
+function has neither, and gets the safe defaults):
+
+    needs_io      (default True)   it may block (a policy service, a database): the
+                                   requests it decides run on a worker thread. False:
+                                   it is quick CPU work, and warm requests are decided
+                                   and served on the event loop.
+    reads_policy  (default True)   it decides on the policy: asked as above, and a
+                                   NanoTDF with the unkeyed binding (which does not
+                                   bind its policy) is refused. False: it decides on
+                                   the caller alone; asked once per policy of a request,
+                                   before any unwrap, with policy None and no key ids.
 """
 
 from __future__ import annotations
@@ -47,6 +60,18 @@ Decide = Callable[[DecisionRequest], bool]
 def allow_authenticated(request: DecisionRequest) -> bool:
     """Permit any caller that holds the client role (authentication already happened)."""
     return has_client_role(request.roles)
+
+
+allow_authenticated.needs_io = False
+allow_authenticated.reads_policy = False
+
+
+def needs_io(hook) -> bool:
+    return bool(getattr(hook, "needs_io", True))
+
+
+def reads_policy(hook) -> bool:
+    return bool(getattr(hook, "reads_policy", True))
 
 
 def has_client_role(roles) -> bool:

@@ -17,14 +17,22 @@
         ECDH runs where the key lives (locally after the manager unwrapped the
         private key, or in the manager for remote keys); binding: GMAC with
         the DEK or ECDSA by the ephemeral key (host.kas.nanotdf), or the
-        unkeyed SHA-256 form only while no custom decision hook is set; the
-        policy decided on is the header's, never the request's policy.body
-    rewrap the DEK for the client:
+        unkeyed SHA-256 form only while the decision hook does not read
+        policies (the default); the policy decided on is the header's, never
+        the request's policy.body
+    rewrap the DEK for the client (crypto.seal_dek):
       RSA clientPublicKey (>= 2048 bits) -> RSA-OAEP-SHA1(DEK)
       EC clientPublicKey -> a fresh KAS session key on the client's curve:
         HKDF-SHA256(ECDH(session, client), salt SHA-256("TDF"), or
         SHA-256("L1L") for NanoTDF) -> AES-256-GCM(DEK) as nonce||ct||tag;
         the session public key (PEM) is returned as `session_public_key`
+
+The key work goes through the key service's Rewrap-path methods only
+(host.service.KeyService: kas_key, active_public_key, kidless_candidates,
+unwrap_with, shared_secret). `finish(now=True)` asks them to answer from
+memory and gives up (NEEDS_IO) at the first object that would need I/O, or at
+once when the decision hook says it needs I/O: the server runs warm requests
+on its event loop and the rest on a thread.
 
 Failed objects carry `error` = "<code>: <message>" (permission_denied,
 not_found, invalid_argument, ...); messages never contain key material.
@@ -55,6 +63,7 @@ from host import crypto, errors
 from host.kas import decision as decisions
 from host.kas import nanotdf
 from host.kas.srt import SrtVerifier, bound_jkt
+from host.service import NEEDS_IO
 
 log = logging.getLogger("platform.kas")
 
@@ -96,10 +105,13 @@ class PolicyResult:
 
 
 class Prepared(NamedTuple):
-    """A request that passed the checks needing no key (Rewrapper.prepare)."""
+    """A request that passed the checks needing no key (Rewrapper.prepare), and how far
+    `finish` got with it: work done on the event loop is kept for the thread that finishes it."""
     requests: list[dict]
     client: "_ClientKey"
     signer: str                        # how the request token was verified
+    done: list                         # PolicyResult per policy started (the last one may be partial)
+    decided: dict                      # policy index -> its decision (the error to fail with, or None)
 
 
 @dataclass
@@ -110,7 +122,7 @@ class RewrapResult:
 
 
 class _ClientKey:
-    """The client's public key and how a DEK is sealed to it."""
+    """The client's public key, checked, and for an EC one this response's session key."""
 
     def __init__(self, pem, parsed=None):
         """`parsed`: the key `pem` already loaded to (by the request-token check), if it was."""
@@ -138,20 +150,21 @@ class _ClientKey:
     def session_public_pem(self) -> str:
         return crypto.public_pem(self.session_private) if self.session_private is not None else ""
 
-    def seal(self, dek: bytes, salt: bytes) -> bytes:
-        if self.session_private is None:
-            return crypto.rsa_wrap(self.key, dek)
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-        shared = self.session_private.exchange(ec.ECDH(), self.key)
-        session_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=None).derive(shared)
-        return crypto.aes_gcm_seal(session_key, dek)
+class _NeedsIO(Exception):
+    """Raised inside finish(now=True) where the key service answered NEEDS_IO."""
+
+
+def _now(answer):
+    """A key-service answer, or _NeedsIO when it would have needed I/O."""
+    if answer is NEEDS_IO:
+        raise _NeedsIO
+    return answer
 
 
 class Rewrapper:
     def __init__(self, keys, kas_ref: str | None = None, decide=None, verifier: SrtVerifier | None = None):
-        self.keys = keys                       # host.service.KeyService
+        self.keys = keys                       # host.service.KeyService, through its Rewrap-path methods only
         self.kas_ref = kas_ref
         self.decide = decide or decisions.load()
         require = os.environ.get(REQUIRE_SIGNED_ENV, "").strip().lower() in ("1", "true", "yes")
@@ -170,76 +183,83 @@ class Rewrapper:
         verified = self.verifier.verify(signed_request_token, dpop_key)
         body = verified.body
         client = _ClientKey(body.get("clientPublicKey"), verified.client_key)
-        return Prepared(_requests(body), client, verified.signer)
+        return Prepared(_requests(body), client, verified.signer, [], {})
 
-    def finish(self, prepared: "Prepared", caller: Caller, ctx=None, keys: dict | None = None) -> RewrapResult:
+    def finish(self, prepared: "Prepared", caller: Caller, ctx=None, *, now: bool = False):
         """Per policy and key access object: decision, unwrap, binding check, rewrap to the client.
-        `keys` (kid -> KasKey, from warm_keys) serves those kids without a lookup."""
-        responses = [self._policy(req, prepared.client, caller, ctx, keys) for req in prepared.requests]
-        return RewrapResult(responses, prepared.client.session_public_pem, prepared.signer)
 
-    def warm_keys(self, prepared: "Prepared") -> dict | None:
-        """kid -> KasKey when `finish` can run without any I/O (no database query, no manager
-        call, no custom decision hook): every object a standard TDF naming a kid whose key is
-        local or provider mode with a warm private key. None otherwise, and for anything
-        unusual (its errors are reported by `finish`, wherever it runs)."""
-        if self.decide is not decisions.allow_authenticated or self._kas_id is None:
-            return None
-        keys = {}
-        for req in prepared.requests:
-            for item in req["keyAccessObjects"]:
-                kao = item.get("keyAccessObject") if isinstance(item, dict) else None
-                kid = kao.get("kid") if isinstance(kao, dict) else None
-                if not isinstance(kid, str) or not kid or len(kid) > 256 or kao.get("header"):
-                    return None
-                if kid not in keys:
-                    key = self.keys.unwrap_path.ready(kid, self._kas_id)
-                    if key is None:
-                        return None
-                    keys[kid] = key
-        return keys
+        now=True (for an event loop): only as long as no I/O is needed - no store query, no
+        manager call, no decision hook that says it needs I/O. At the first object that would
+        need some it returns NEEDS_IO; what it did stays in `prepared`, and finish(prepared) on
+        a worker thread does the rest."""
+        if now and (self._kas_id is None or decisions.needs_io(self.decide)):
+            return NEEDS_IO
+        done = prepared.done
+        try:
+            for index, req in enumerate(prepared.requests):
+                if index == len(done):
+                    policy = req.get("policy") if isinstance(req.get("policy"), dict) else {}
+                    done.append(PolicyResult(policy.get("id") if isinstance(policy.get("id"), str) else ""))
+                self._policy(index, req, done[index], prepared, caller, ctx, now)
+        except _NeedsIO:
+            return NEEDS_IO
+        return RewrapResult(done, prepared.client.session_public_pem, prepared.signer)
 
-    def _policy(self, req: dict, client: _ClientKey, caller: Caller, ctx, keys: dict | None = None) -> PolicyResult:
-        """The hook is asked about exactly the policy each released object is bound to: a standard
+    def _policy(self, index: int, req: dict, out: PolicyResult, prepared: "Prepared", caller: Caller, ctx,
+                now: bool) -> None:
+        """The objects of one policy not done yet, into `out`.
+
+        The hook is asked about exactly the policy each released object is bound to: a standard
         TDF's objects are HMAC-bound to the request's policy body (one question per policy, before
         any unwrap; an object not bound to that body fails its binding check); a NanoTDF object is
-        bound to its own header's policy (one question per object, once its binding verified)."""
+        bound to its own header's policy (one question per object, once its binding verified).
+        A hook that does not read policies is asked once per policy, before any unwrap."""
+        items = req["keyAccessObjects"]
+        reads_policy = decisions.reads_policy(self.decide)
         policy = req.get("policy") if isinstance(req.get("policy"), dict) else {}
-        policy_id = policy.get("id") if isinstance(policy.get("id"), str) else ""
-        out = PolicyResult(policy_id)
         policy_body = policy.get("body")
-        custom = self.decide is not decisions.allow_authenticated
-        # the default hook reads only the roles: no request (nor policy decode) to build for it
-        denial = None if custom or decisions.has_client_role(caller.roles) else errors.PermissionDenied(DENIED)
-        tdf_denial = _UNDECIDED
-        for i, item in enumerate(req.get("keyAccessObjects")):
+        for i in range(len(out.results), len(items)):
+            item = items[i]
             kao_id = _kao_id(item, i)
-            if denial is not None:
-                out.results.append(_failed(kao_id, denial))
-                continue
+            if not reads_policy:
+                denial = self._decided(prepared, index, caller, out.policy_id, None, (), "")
+                if denial is not None:
+                    out.results.append(_failed(kao_id, denial))
+                    continue
             try:
                 kao = _kao(item)
                 if kao.get("header"):
-                    dek, salt = self._nano_dek(kao, ctx, caller, policy_id, custom), nanotdf.NANO_SALT
+                    dek, salt = self._nano_dek(kao, ctx, caller, out.policy_id, reads_policy, now), nanotdf.NANO_SALT
                 else:
-                    if custom:
-                        if tdf_denial is _UNDECIDED:
-                            tdf_denial = self._decision(caller, policy_id, _policy_json(policy_body),
-                                                        _kids(req.get("keyAccessObjects")), "ztdf")
-                        if tdf_denial is not None:
-                            raise tdf_denial
-                    dek, salt = self._tdf_dek(kao, policy_body, ctx, keys), crypto.TDF_SALT
-                out.results.append(KaoResult(kao_id, STATUS_PERMIT, client.seal(dek, salt)))
+                    if reads_policy:
+                        denial = self._decided(prepared, index, caller, out.policy_id, policy_body, items, "ztdf")
+                        if denial is not None:
+                            raise denial
+                    dek, salt = self._tdf_dek(kao, policy_body, ctx, now), crypto.TDF_SALT
+                client = prepared.client
+                out.results.append(KaoResult(kao_id, STATUS_PERMIT,
+                                             crypto.seal_dek(client.key, dek, client.session_private, salt)))
+            except _NeedsIO:
+                raise
             except errors.PlatformError as e:
                 out.results.append(_failed(kao_id, e, ctx))
             except Exception as exc:  # never let one object's surprise fail the others, nor leak its text
                 log.error("rewrap of a key access object failed unexpectedly",
                           extra={"fields": {"error_type": type(exc).__name__}})
                 out.results.append(_failed(kao_id, errors.Internal("internal error while rewrapping this object")))
-        return out
+
+    def _decided(self, prepared: "Prepared", index: int, caller: Caller, policy_id: str, policy_body, items,
+                 container: str):
+        """The decision on policy `index`, asked once per request (policy_body None, items (): a
+        question about the caller alone)."""
+        denial = prepared.decided.get(index, _UNDECIDED)
+        if denial is _UNDECIDED:
+            denial = prepared.decided[index] = self._decision(caller, policy_id, _policy_json(policy_body),
+                                                              _kids(items), container)
+        return denial
 
     def _decision(self, caller: Caller, policy_id: str, policy, key_ids: tuple, container: str):
-        """The custom hook's answer as the error to fail with, or None to permit."""
+        """The hook's answer as the error to fail with, or None to permit."""
         try:
             allowed = self.decide(decisions.DecisionRequest(subject=caller.subject, roles=caller.roles,
                                                             policy_id=policy_id, policy=policy, key_ids=key_ids,
@@ -250,7 +270,7 @@ class Rewrapper:
         return None if allowed else errors.PermissionDenied(DENIED)
 
     # ---- standard TDF --------------------------------------------------------
-    def _tdf_dek(self, kao: dict, policy_body, ctx, keys: dict | None = None) -> bytes:
+    def _tdf_dek(self, kao: dict, policy_body, ctx, now: bool = False) -> bytes:
         kind = kao.get("type", "wrapped")
         if kind not in KAO_TYPES:
             raise errors.InvalidArgument(f"key access object type must be one of {', '.join(sorted(KAO_TYPES))}, "
@@ -275,16 +295,16 @@ class Rewrapper:
         if kid is None or kid == "":
             if kind not in ("wrapped", "ec-wrapped"):  # OpenTDF's SDKs always name the KEM key
                 raise errors.InvalidArgument(f"a {kind} key access object must name its key (kid)")
+            if now:  # a query for the candidate keys
+                raise _NeedsIO
             dek = self._kidless_dek(wrapped, ephemeral, ctx)
         else:
-            key = keys.get(kid) if keys and isinstance(kid, str) else None
-            if key is None:
-                key = self._key(kid)
+            key = self._key(kid, now=now)
             if crypto.KAO_TYPES[key.algorithm] != kind:
                 raise errors.InvalidArgument(f"key {key.key_id!r} is {key.algorithm}: key access object type "
                                              f"{kind} does not fit it")
             try:
-                dek = self.keys.unwrap_path.unwrap_with(key, wrapped, ephemeral, ctx)
+                dek = _now(self.keys.unwrap_with(key, wrapped, ephemeral, ctx, now=now))
             except errors.CryptoError:
                 raise errors.PermissionDenied(f"the wrapped key does not unwrap with key {key.key_id!r} "
                                               "(wrapped to another key or KAS, or altered)") from None
@@ -300,49 +320,45 @@ class Rewrapper:
         MAX_KIDLESS_KEYS; the first that unwraps wins. A wrong key fails cleanly (RSA-OAEP
         padding, AES-GCM tag) and the policy binding is still checked with the DEK found."""
         algorithm = _ec_algorithm(ephemeral) if ephemeral else _rsa_algorithm(wrapped)
+        kas_id = self.kas_id()
         active = None
         try:
-            active = self.keys.lifecycle.public_key(kas=self.kas_id(), algorithm=algorithm)  # cached
-            return self.keys.unwrap_path.unwrap_with(active, wrapped, ephemeral, ctx)
+            active = self.keys.active_public_key(kas_id, algorithm)  # cached
+            return self.keys.unwrap_with(active, wrapped, ephemeral, ctx)
         except (errors.CryptoError, errors.NotFound, errors.FailedPrecondition):
             pass  # not wrapped to the active key (or none is active): try the others
-        older, _ = self.keys.lifecycle.list(kas=self.kas_id(), limit=MAX_KIDLESS_KEYS, algorithm=algorithm)
         tried = 0 if active is None else 1
-        for key in older:
+        for key in self.keys.kidless_candidates(kas_id, algorithm, MAX_KIDLESS_KEYS,
+                                                exclude=None if active is None else active.id):
             if tried >= MAX_KIDLESS_KEYS:
                 break
-            if (active is not None and key.id == active.id) or key.mode == "public_key":
-                continue
             tried += 1
             try:
-                return self.keys.unwrap_path.unwrap_with(key, wrapped, ephemeral, ctx)
+                return self.keys.unwrap_with(key, wrapped, ephemeral, ctx)
             except errors.CryptoError:
                 continue
         raise errors.PermissionDenied(f"the wrapped key names no kid and unwraps with none of this KAS's {tried} "
                                       f"most recent {algorithm} keys (wrapped to another KAS, or altered)")
 
     # ---- NanoTDF ----------------------------------------------------------------
-    def _nano_dek(self, kao: dict, ctx, caller: Caller, policy_id: str, custom: bool) -> bytes:
-        """The payload key of a NanoTDF header whose policy binding verifies; with a custom hook,
-        also decided on the header's own policy. The unkeyed binding passes only without one."""
+    def _nano_dek(self, kao: dict, ctx, caller: Caller, policy_id: str, reads_policy: bool, now: bool = False) -> bytes:
+        """The payload key of a NanoTDF header whose policy binding verifies; with a hook that reads
+        policies, also decided on the header's own policy. The unkeyed binding passes only without one."""
         header = nanotdf.parse_header(_b64(kao.get("header"), "header"))
         unkeyed = header.unkeyed_binding()
-        if unkeyed and custom:  # refused before any key operation
+        if unkeyed and reads_policy:  # refused before any key operation
             raise errors.PermissionDenied(nanotdf.UNKEYED_REFUSED)
-        key = self._key(header.kid or None, algorithm=header.algorithm, nano=True)
+        key = self._key(header.kid or None, algorithm=header.algorithm, nano=True, now=now)
         if key.algorithm != header.algorithm:
             raise errors.InvalidArgument(f"key {key.key_id!r} is {key.algorithm}, the NanoTDF uses {header.algorithm}")
         ephemeral = crypto.load_ephemeral_public_key(header.ephemeral_key, key.algorithm)
         if header.ecdsa_binding:
             header.check_signature(ephemeral)
-        shared = self.keys.unwrap_path.shared_secret(key, ephemeral, ctx)
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-        dek = HKDF(algorithm=hashes.SHA256(), length=32, salt=nanotdf.NANO_SALT, info=None).derive(shared)
+        shared = _now(self.keys.shared_secret(key, ephemeral, ctx, now=now))
+        dek = crypto.derive_wrap_key(shared, nanotdf.NANO_SALT)
         if not header.ecdsa_binding and not unkeyed:
             header.check_gmac(dek)
-        if custom:
+        if reads_policy:
             denial = self._decision(caller, policy_id, header.policy(dek), (header.kid,), "nanotdf")
             if denial is not None:
                 raise denial
@@ -351,23 +367,24 @@ class Rewrapper:
     # ---- key lookup -----------------------------------------------------------
     def kas_id(self) -> str:
         if self._kas_id is None:
-            self._kas_id = self.keys.lifecycle.kas(self.kas_ref).id
+            self._kas_id = self.keys.kas_id(self.kas_ref)
         return self._kas_id
 
-    def _key(self, kid, *, algorithm: str | None = None, nano: bool = False):
+    def _key(self, kid, *, algorithm: str | None = None, nano: bool = False, now: bool = False):
         if kid is not None and (not isinstance(kid, str) or len(kid) > 256):
             raise errors.InvalidArgument("kid must be a string of at most 256 characters")
+        kas_id = self.kas_id()
         if nano and kid == LEGACY_NANO_KID:  # otdf-python's placeholder: the current key of the curve
             try:
-                return self.keys.lifecycle.public_key(kas=self.kas_id(), algorithm=algorithm)
+                return _now(self.keys.active_public_key(kas_id, algorithm, now=now))
             except errors.NotFound:
                 pass  # no active key of that curve: a key really named "e1", if any
         if kid:
             try:
-                return self.keys.unwrap_path.key(kid, self.kas_id())
+                return _now(self.keys.kas_key(kid, kas_id, now=now))
             except errors.NotFound:
                 raise errors.NotFound(f"this KAS has no key {kid!r}") from None
-        return self.keys.lifecycle.public_key(kas=self.kas_id(), algorithm=algorithm)
+        return _now(self.keys.active_public_key(kas_id, algorithm, now=now))
 
 
 # ---- request parsing ------------------------------------------------------------

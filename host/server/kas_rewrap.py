@@ -18,6 +18,7 @@ from host.kas import wellknown
 from host.kas.rewrap import STATUS_PERMIT, Caller, Rewrapper
 from host.server.connect import Call, procedures_for
 from host.server.protos import kas_pb2
+from host.service import NEEDS_IO
 
 SERVICE = kas_pb2.DESCRIPTOR.services_by_name["AccessService"]
 PATH = f"/{SERVICE.full_name}/Rewrap"
@@ -54,15 +55,13 @@ class RewrapHandler:
                         path=call.procedure)  # the path called (Connect or REST): the DPoP proof's htu
         ctx = call.context()
         rewrapper = self.rewrapper
-        # Token, DPoP and body checks are CPU only: here. The key work runs here too when it
-        # needs no I/O (local/provider keys with a warm private key: ~0.3 ms of crypto, less than
-        # the thread hop costs); remote keys, cold caches and custom decision hooks go to a
-        # worker thread so that no database, KMS or HSM wait ever blocks the event loop.
+        # Token, DPoP and body checks are CPU only: here. The key work runs here too as long as
+        # it needs no I/O (local/provider keys with a warm private key: ~0.1-0.3 ms of crypto,
+        # less than the thread hop costs); remote keys, cold caches and decision hooks that need
+        # I/O go to a worker thread, so no database, KMS or HSM wait ever blocks the event loop.
         prepared = rewrapper.prepare(req.signed_request_token, caller)
-        warm = rewrapper.warm_keys(prepared)
-        if warm is not None:
-            result = rewrapper.finish(prepared, caller, ctx, warm)
-        else:
+        result = rewrapper.finish(prepared, caller, ctx, now=True)
+        if result is NEEDS_IO:  # the rest of the work (prepared keeps what was done here)
             # abandon_on_cancel: at the deadline the client gets its answer; a manager call still
             # running holds its bulkhead slot (host.service.bulkhead) until it returns
             result = await to_thread.run_sync(rewrapper.finish, prepared, caller, ctx, abandon_on_cancel=True,

@@ -52,6 +52,19 @@ REFRESH_RETRY_SECONDS = 1.0
 REFRESH_THREADS = 4          # refreshes in flight per process; beyond, a key loads at expiry
 REFRESH_TIMEOUT = 10.0       # a background load's deadline (an RPC's default deadline)
 LOAD_WAIT_SECONDS = 10.0     # how long a caller with no deadline waits for another's load
+READY_MARGIN = 0.05          # a private key expiring sooner than this is not "ready" (see unwraps_now)
+
+
+class _NeedsIO:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NEEDS_IO"
+
+
+NEEDS_IO = _NeedsIO()
+"""What a `now=True` call answers instead of doing I/O (a store query, a manager call): for
+callers that run warm work inline on an event loop and move the rest to a thread."""
 
 
 def cache_capacity(budget_mb: float | None = None) -> int:
@@ -148,29 +161,33 @@ class UnwrapPath:
             for key in by_kas.values()))
         self.private_keys.pop_where(lambda _k, entry: stale(entry.tag))
 
-    def ready(self, kid: str, kas_id: str | None = None, margin: float = 0.05):
-        """The key for `kid` when unwrapping with it needs no I/O now and for `margin` more seconds
-        (lookup cached, local/provider mode, private key cached under the key's config revision
-        and not expiring within `margin`), else None.
+    def cached_key(self, kid: str, kas_id: str | None = None):
+        """The key for `kid` when the lookup cache holds it, else None (finding it needs the store).
 
-        For callers that run warm unwraps inline (an event loop) and everything else on a
-        thread: a look at the caches, not a lookup (no hit/miss counted). `margin` covers the
-        time until the caller's unwrap (well under a millisecond). A revision check falling due
+        A look at the cache, not a lookup (no hit/miss counted). A revision check falling due
         is no reason to refuse: the watch runs on its own thread, and a change it sees drops
         the cached lookup, so this answers None from then on. Inline checks (period 0) query
-        on every lookup: nothing is ready then.
-        """
+        on every lookup: nothing is cached then."""
         if self.revisions.period <= 0:
             return None
         by_kas = self.keys.peek(kid)
-        key = None if by_kas is None else by_kas.get(kas_id)
-        if key is None or key.mode not in ("local", "provider"):
-            return None
+        return None if by_kas is None else by_kas.get(kas_id)
+
+    def unwraps_now(self, key, margin: float = READY_MARGIN) -> bool:
+        """Whether unwrapping with `key` needs no I/O now and for `margin` more seconds: local or
+        provider mode, private key cached under the key's config revision and not expiring within
+        `margin` (which covers the time until the caller's unwrap, well under a millisecond)."""
+        if key.mode != "local" and key.mode != "provider":
+            return False
         pc = key.provider_config
         entry = self.private_keys.peek(key.id, margin)
-        if entry is None or entry.tag != (None if pc is None else (pc.id, pc.revision)):
-            return None
-        return key
+        return entry is not None and entry.tag == (None if pc is None else (pc.id, pc.revision))
+
+    def ready(self, kid: str, kas_id: str | None = None, margin: float = READY_MARGIN):
+        """The key for `kid` when unwrapping with it needs no I/O now and for `margin` more
+        seconds (cached_key and unwraps_now), else None."""
+        key = self.cached_key(kid, kas_id)
+        return key if key is not None and self.unwraps_now(key, margin) else None
 
     def forget(self, kid: str | None = None) -> None:
         """Drop cached lookups (after this process rotates or edits keys)."""
@@ -317,7 +334,11 @@ class UnwrapPath:
         key = self.key(kid, kas_id)
         return self.unwrap_with(key, wrapped, ephemeral_public_key, ctx)
 
-    def unwrap_with(self, key, wrapped: bytes, ephemeral_public_key=None, ctx: CallContext | None = None) -> bytes:
+    def unwrap_with(self, key, wrapped: bytes, ephemeral_public_key=None, ctx: CallContext | None = None,
+                    *, now: bool = False):
+        """The DEK; with `now`, NEEDS_IO instead when the unwrap would need I/O (unwraps_now)."""
+        if now and not self.unwraps_now(key):
+            return NEEDS_IO
         if key.algorithm.startswith("ec:"):
             if not ephemeral_public_key:
                 raise errors.InvalidArgument(f"key {key.key_id!r} is an EC key: the ephemeral public key is required")
@@ -342,8 +363,11 @@ class UnwrapPath:
                               remote_id, wrapped, ctx)
         raise _public_key_only(key)
 
-    def shared_secret(self, key, ephemeral_public_key, ctx: CallContext | None = None) -> bytes:
-        """ECDH between an EC KAS key and a client's ephemeral key, wherever the KAS key lives."""
+    def shared_secret(self, key, ephemeral_public_key, ctx: CallContext | None = None, *, now: bool = False):
+        """ECDH between an EC KAS key and a client's ephemeral key, wherever the KAS key lives;
+        with `now`, NEEDS_IO instead when that would need I/O (unwraps_now)."""
+        if now and not self.unwraps_now(key):
+            return NEEDS_IO
         mode = key.mode
         if mode == "local" or mode == "provider":
             return self.private_key(key, ctx).exchange(ec.ECDH(), ephemeral_public_key)
@@ -416,9 +440,10 @@ def rewrap_to_client(dek: bytes, client_public_key_pem: bytes | str) -> dict:
     if isinstance(pub, rsa.RSAPublicKey):
         if pub.key_size < 2048:
             raise errors.InvalidArgument("client RSA public key must be at least 2048 bits")
-        return {"algorithm": f"rsa:{pub.key_size}", "rewrapped_key": base64.b64encode(crypto.rsa_wrap(pub, dek)).decode()}
+        return {"algorithm": f"rsa:{pub.key_size}", "rewrapped_key": base64.b64encode(crypto.seal_dek(pub, dek)).decode()}
     if isinstance(pub, ec.EllipticCurvePublicKey):
-        wrapped, eph_pem = crypto.ec_wrap(pub, dek)
-        return {"algorithm": f"ec:{pub.curve.name}", "rewrapped_key": base64.b64encode(wrapped).decode(),
-                "session_public_key": eph_pem}
+        session = ec.generate_private_key(pub.curve)
+        return {"algorithm": f"ec:{pub.curve.name}",
+                "rewrapped_key": base64.b64encode(crypto.seal_dek(pub, dek, session)).decode(),
+                "session_public_key": crypto.public_pem(session)}
     raise errors.InvalidArgument("client public key must be RSA or EC")
