@@ -77,19 +77,21 @@ def _load_config_file(ctx: click.Context, _param, path: str | None) -> None:
               help="With --host: the bearer token to send (never printed).")
 @click.option("--with-client-creds-file", "creds_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help='With --host: JSON {"clientId", "clientSecret"}; a token is fetched from the platform\'s issuer.')
+@click.option("--with-client-creds", "creds_json", default=None, metavar="JSON",
+              help="With --host: the same JSON inline (as otdfctl; prefer the file: argv is visible to others).")
 @click.option("--allow-plaintext-secrets", is_flag=True, default=False,
               help="Store provider configs holding secrets even without a root key (unencrypted). "
                    "Also PLATFORM_ALLOW_PLAINTEXT_SECRETS=true.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.pass_context
 def main(ctx: click.Context, plugins, legacy_factories, db_url, root_key_file, api_host, access_token, creds_file,
-         allow_plaintext_secrets, verbose):
+         creds_json, allow_plaintext_secrets, verbose):
     """KAS key-manager platform."""
     if allow_plaintext_secrets:  # read where configs are stored (host.plaintext), in this process
         from host import plaintext
 
         os.environ[plaintext.ALLOW_ENV] = "true"
-    _api_target(ctx, api_host, access_token, creds_file)
+    _api_target(ctx, api_host, access_token, creds_file, creds_json)
     paths = list(plugins) + _split_env_paths(os.environ.get("PLATFORM_KEY_MANAGER_PLUGINS"))
     if not paths and "config_file" in ctx.meta:  # the file's plugins only when neither flag nor env names any
         paths = list(ctx.meta["config_file"].plugins)
@@ -108,21 +110,24 @@ def main(ctx: click.Context, plugins, legacy_factories, db_url, root_key_file, a
     ctx.call_on_close(ctx.obj.close)
 
 
-def _api_target(ctx: click.Context, api_host, access_token, creds_file) -> None:
+def _api_target(ctx: click.Context, api_host, access_token, creds_file, creds_json=None) -> None:
     """Where `policy ...` goes (host.cli.remote): --host, or the database (--db, the default)."""
     from click.core import ParameterSource
 
+    given = [v for v in (access_token, creds_file, creds_json) if v is not None]
     if api_host is None:
-        if access_token or creds_file:
-            raise click.UsageError("--with-access-token and --with-client-creds-file need --host")
+        if given:
+            raise click.UsageError("--with-access-token, --with-client-creds-file and --with-client-creds need --host")
         return
     if ctx.get_parameter_source("db_url") == ParameterSource.COMMANDLINE:
         raise click.UsageError("give --host (the API) or --db (the database), not both")
-    if access_token and creds_file:
-        raise click.UsageError("give --with-access-token or --with-client-creds-file, not both")
+    if len(given) > 1:
+        raise click.UsageError("give one of --with-access-token, --with-client-creds-file or --with-client-creds, "
+                               "not both")
     if "://" not in api_host:
         api_host = f"https://{api_host}"  # as otdfctl: a bare host name is https
-    ctx.meta["api_target"] = {"host": api_host, "token": access_token, "creds_file": creds_file}
+    ctx.meta["api_target"] = {"host": api_host, "token": access_token, "creds_file": creds_file,
+                              "creds_json": creds_json}
 
 
 def _parse_legacy_factories(value: str) -> list[str]:

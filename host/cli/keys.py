@@ -402,18 +402,33 @@ def base_set(platform, key_ref, kas, as_json):
 
 
 @key.command("list-mappings")
-@click.option("--key", "-k", "key_ref", help="The key's UUID or key id.")
+@click.option("--id", "-i", "id_", help="The key's UUID.")
+@click.option("--key-id", help="The key's key id (with --kas).")
 @click.option("--kas", help="KAS id, uri or name.")
+@click.option("--key", "-k", "key_ref", help="The key's UUID or key id (this CLI's form of --id/--key-id).")
+@click.option("--limit", "-l", type=click.IntRange(1), default=None, help="Page size (default: the server's).")
+@click.option("--offset", "-o", type=click.IntRange(0), default=0)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def list_mappings(platform, key_ref, kas, as_json):
+def list_mappings(platform, id_, key_id, kas, key_ref, limit, offset, as_json):
     """Attributes, namespaces and values mapped to keys: none (this platform serves no attributes)."""
-    req = kr.ListKeyMappingsRequest()
-    if key_ref:
+    # otdfctl's flag groups, in its words
+    if (key_id is None) != (kas is None) and key_ref is None:
+        missing = "kas" if kas is None else "key-id"
+        raise click.UsageError(f"if any flags in the group [key-id kas] are set they must all be set; missing [{missing}]")
+    if id_ is not None and kas is not None:
+        raise click.UsageError("if any flags in the group [kas id] are set none of the others can be; "
+                               "[id kas] were all set")
+    req = kr.ListKeyMappingsRequest(pagination=records.page(limit, offset))
+    if id_ is not None:
+        req.id = id_
+    elif key_id is not None:
+        req.key.CopyFrom(kr.KasKeyIdentifier(kid=key_id, **records.kas_identifier(kas)))
+    elif key_ref:
         req.id = find_key(key_ref, kas=kas).id
-    api().kr("ListKeyMappings", req)  # the server's answer is always empty (see the README)
+    resp = api().kr("ListKeyMappings", req)  # the server's answer is always empty (see the README)
     if as_json:
-        echo_json({"key_mappings": [], "pagination": pagination(0, 0, 0)})
+        echo_json({"key_mappings": [], "pagination": pagination(offset, 0, resp.pagination.total)})
     else:
         click.echo("no key mappings (this platform serves no attributes or namespaces)")
 

@@ -86,8 +86,11 @@ class OverConnect:
         try:
             return fn(request, headers=self._headers)
         except ConnectError as e:
-            code = getattr(e.code, "value", str(e.code))
-            raise error_for(str(code).lower(), e.message) from None
+            code = str(getattr(e.code, "value", str(e.code))).lower()
+            if code == "unavailable" and e.message.startswith("Request failed:"):  # the transport's, not the server's
+                reason = e.message.rsplit(": ", 1)[-1]
+                raise errors.Unavailable(f"cannot reach the platform at {self.host}: {reason}") from None
+            raise error_for(code, e.message) from None
         except OSError as e:  # refused, reset, DNS: say where, not what was sent
             raise errors.Unavailable(f"cannot reach the platform at {self.host}: {e.strerror or type(e).__name__}") \
                 from None
@@ -109,22 +112,31 @@ def _snake(method: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in method).lstrip("_")
 
 
-def client_credentials_token(host: str, path: str) -> str:
+def client_credentials_token(host: str, path: str | None, inline: str | None = None) -> str:
     """An access token for the client in otdfctl's credentials file ({"clientId", "clientSecret"}),
-    from the token endpoint of the issuer the platform names (PLATFORM_OIDC_ISSUER, via discovery)."""
+    or the same JSON inline (--with-client-creds), from the token endpoint of the issuer the
+    platform names (PLATFORM_OIDC_ISSUER, via discovery)."""
     import httpx
 
+    source = f"--with-client-creds-file {path}" if inline is None else "--with-client-creds"
     try:
-        with open(path, encoding="utf-8") as f:
-            creds = json.load(f)
+        if inline is None:
+            with open(path, encoding="utf-8") as f:
+                creds = json.load(f)
+        else:
+            creds = json.loads(inline)
         client_id, secret = creds["clientId"], creds["clientSecret"]
         if not (isinstance(client_id, str) and isinstance(secret, str) and client_id and secret):
             raise TypeError
     except (OSError, ValueError, KeyError, TypeError):
-        raise errors.InvalidArgument(f"--with-client-creds-file {path}: expected a JSON object with "
-                                     f"clientId and clientSecret") from None
+        raise errors.InvalidArgument(f"{source}: expected a JSON object with clientId and clientSecret") from None
     try:
         doc = httpx.get(f"{host.rstrip('/')}/.well-known/opentdf-configuration", timeout=10).json()
+    except httpx.HTTPError as e:  # otdfctl: "Failed to connect to the platform"
+        raise errors.Unavailable(f"cannot reach the platform at {host}: {type(e).__name__}") from None
+    except ValueError:
+        raise errors.Unavailable(f"{host} answers no OpenTDF discovery document; is it the platform?") from None
+    try:
         conf = doc.get("configuration", doc)
         idp = conf.get("idp") or {}
         token_endpoint = idp.get("token_endpoint")
@@ -155,8 +167,11 @@ def api():
         target = root.meta.get("api_target") or {}
         if target.get("host"):
             token = target.get("token")
-            if token is None and target.get("creds_file"):
-                token = client_credentials_token(target["host"], target["creds_file"])
+            if token is None and (target.get("creds_file") or target.get("creds_json") is not None):
+                token = client_credentials_token(target["host"], target.get("creds_file"), target.get("creds_json"))
+            if token is None:  # as otdfctl: nothing would authenticate the calls
+                raise click.UsageError("with --host, give one of --with-access-token, --with-client-creds-file or "
+                                       "--with-client-creds")
             root.meta["policy_api"] = Api(OverConnect(target["host"], token), remote=True)
         else:
             root.meta["policy_api"] = Api(InProcess(root.obj), remote=False)

@@ -3,7 +3,9 @@
 test_cli_modes); and `--with-client-creds-file` against a served platform in OIDC mode whose
 issuer is a real loopback IdP (discovery, JWKS, a client-credentials token endpoint).
 
-Names follow the bats cases of otdfctl/e2e/kas-keys.bats and kas-registry.bats.
+Names follow the bats cases of otdfctl/e2e/kas-keys.bats, kas-registry.bats, kas-keys-mappings.bats
+and auth.bats (whose `policy attributes list` is `policy kas-registry list` here: no attributes are
+served).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.server.conftest import ROOT, start_server
+from tests.server.conftest import ROOT, free_port, start_server
 from tests.server.test_cli_modes import (FILE_KEK, KAS, KEY, P, cli, file_kek_config, kas, local_key,  # noqa: F401
                                          pem_b64, served, uid)
 
@@ -212,6 +214,42 @@ def test_search_on_the_wire_as_opentdf_sends_it(served, uid):
     assert r.status_code == 403
 
 
+# ---- kas-keys-mappings.bats ---------------------------------------------------------------
+# OpenTDF's cases first map the keys to a namespace, an attribute and a value; this platform
+# serves none of those, so every key has no mappings (README): the listing succeeds, empty.
+
+@pytest.mark.parametrize("ref", ["id", "name", "uri"])
+def test_kas_keys_mappings_list_key_mappings_for_a_specific_key_by_kas_DeliberateDifference(cli, kas, uid, ref):
+    local_key(cli, kas, f"mp-{uid}")
+    out = cli.json(*KEY, "list-mappings", "--kas", kas[ref], "--key-id", f"mp-{uid}")
+    assert out == {"key_mappings": [], "pagination": {"current_offset": 0, "next_offset": 0, "total": 0}}
+    made = cli.json(*KEY, "get", "--key", f"mp-{uid}", "--kas", kas["id"])
+    assert cli.json(*KEY, "list-mappings", "--id", made["key"]["id"])["key_mappings"] == []
+    # a key that does not exist is not found (not an empty list)
+    r = cli(*KEY, "list-mappings", "--kas", kas[ref], "--key-id", f"none-{uid}", ok=False)
+    assert "[not_found]" in r.text
+
+
+def test_kas_keys_mappings_list_key_mappings_with_pagination_DeliberateDifference(cli, kas, uid):
+    local_key(cli, kas, f"pg-{uid}")
+    out = cli.json(*KEY, "list-mappings", "--limit", "1", "--offset", "0")
+    assert out["key_mappings"] == [] and out["pagination"]["total"] == 0  # OpenTDF: >= 3, next_offset 1
+    assert "--limit" in cli(*KEY, "list-mappings", "--limit", "0", ok=False).text
+
+
+def test_kas_keys_mappings_list_key_mappings_required_together_are_missing(cli, kas):
+    r = cli(*KEY, "list-mappings", "--key-id", "nonexistent-key", "--json", ok=False)
+    assert "if any flags in the group [key-id kas] are set they must all be set; missing [kas]" in r.text
+    r = cli(*KEY, "list-mappings", "--kas", kas["name"], "--json", ok=False)
+    assert "if any flags in the group [key-id kas] are set they must all be set; missing [key-id]" in r.text
+
+
+def test_kas_keys_mappings_list_key_mappings_mutually_exclusive_flags(cli, kas, uid):
+    r = cli(*KEY, "list-mappings", "--kas", kas["name"], "--key-id", "nonexistent-key",
+            "--id", "ded32e6d-9fec-4a4c-a391-13158c52e5f2", "--json", ok=False)
+    assert "if any flags in the group [kas id] are set none of the others can be; [id kas] were all set" in r.text
+
+
 # ---- --with-client-creds-file against a real issuer ---------------------------------------
 
 AUDIENCE = "http://platform.test"
@@ -351,3 +389,52 @@ def test_with_client_creds_file_and_access_token_together_is_a_usage_error(oidc_
                      *KAS, "list")
     assert r.returncode == 2 and "not both" in r.stderr
 
+
+
+def test_with_client_creds_inline_as_otdfctl(oidc_platform):
+    s, idp, _ = oidc_platform
+    creds = json.dumps({"clientId": CLIENT_ID, "clientSecret": idp.secret})
+    r = platform_cli("--host", s.url, "--with-client-creds", creds, *KAS, "list", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "key_access_servers" in json.loads(r.stdout) and idp.secret not in r.stdout + r.stderr
+
+
+# ---- auth.bats ----------------------------------------------------------------------------
+
+def test_auth_helpful_error_if_wrong_platform_endpoint_host(oidc_platform, uid):
+    s, idp, tmp = oidc_platform
+    creds = tmp / f"ok-{uid}.json"
+    creds.write_text(json.dumps({"clientId": CLIENT_ID, "clientSecret": idp.secret}))
+    nothing = f"http://127.0.0.1:{free_port()}"
+    line = one_line_error(platform_cli("--host", nothing, "--with-client-creds-file", str(creds), *KAS, "list"),
+                          idp.secret)
+    assert f"cannot reach the platform at {nothing}" in line and "[unavailable]" in line
+    # with a token, the call itself says the same
+    line = one_line_error(platform_cli("--host", nothing, "--with-access-token", "t", *KAS, "list"))
+    assert f"cannot reach the platform at {nothing}" in line and "[unavailable]" in line
+
+
+def test_auth_helpful_error_if_bad_credentials(oidc_platform, uid):
+    s, idp, tmp = oidc_platform
+    bad = tmp / f"bad-creds-{uid}.json"
+    bad.write_text('{"clientId":"badClient","clientSecret":"badSecret"}')
+    line = one_line_error(platform_cli("--host", s.url, "--with-client-creds-file", str(bad), *KAS, "list"),
+                          "badSecret")
+    assert "the issuer refused client 'badClient'" in line
+    # malformed JSON given inline
+    line = one_line_error(platform_cli("--host", s.url, "--with-client-creds",
+                                       '{clientId:"badClient",clientSecret:"badSecret"}', *KAS, "list"), "badSecret")
+    assert "--with-client-creds: expected a JSON object with clientId and clientSecret" in line
+
+
+def test_auth_helpful_error_if_missing_client_credentials(oidc_platform):
+    s, _, _ = oidc_platform
+    r = platform_cli("--host", s.url, *KAS, "list")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "with --host, give one of --with-access-token, --with-client-creds-file or --with-client-creds" \
+        in r.stderr
+
+
+def test_auth_helpful_error_if_missing_host(oidc_platform, tmp_path):
+    r = platform_cli("--with-client-creds-file", str(tmp_path / "creds.json"), *KAS, "list")
+    assert r.returncode == 2 and "need --host" in r.stderr and "Traceback" not in r.stderr
