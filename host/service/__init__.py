@@ -2,6 +2,12 @@
 
 Key lifecycle lives in host.service.keys, the hot unwrap path in
 host.service.unwrap; this class wires them to one store and registry.
+
+The Rewrap path (host.kas.rewrap) uses only the methods under "the Rewrap
+path" below. Each of them takes `now`: with now=True it answers from memory
+only and returns NEEDS_IO where it would query the store or call a manager,
+so a caller on an event loop can do the warm work inline and move the rest
+to a thread.
 """
 
 from __future__ import annotations
@@ -9,9 +15,9 @@ from __future__ import annotations
 from host import errors
 from host.managers.base import CallContext
 from host.service.keys import KeyLifecycle, normalize_mode
-from host.service.unwrap import UnwrapPath, rewrap_to_client
+from host.service.unwrap import NEEDS_IO, UnwrapPath, rewrap_to_client
 
-__all__ = ["KeyService", "normalize_mode", "rewrap_to_client"]
+__all__ = ["NEEDS_IO", "KeyService", "normalize_mode", "rewrap_to_client"]
 
 
 class KeyService:
@@ -77,6 +83,41 @@ class KeyService:
                ctx: CallContext | None = None) -> dict:
         dek = self.unwrap(kid, wrapped, ephemeral_public_key, kas, ctx)
         return {"kid": kid, **rewrap_to_client(dek, client_public_key_pem)}
+
+    # the Rewrap path (host.kas.rewrap)
+    def kas_id(self, ref: str | None) -> str:
+        """The id of the KAS named by id, uri or name (None: the only one). I/O: a query."""
+        return self.lifecycle.kas(ref).id
+
+    def kas_key(self, kid: str, kas_id: str, *, now: bool = False):
+        """The key `kid` of KAS `kas_id` (NotFound when it has none)."""
+        if now:
+            key = self.unwrap_path.cached_key(kid, kas_id)
+            return NEEDS_IO if key is None else key
+        return self.unwrap_path.key(kid, kas_id)
+
+    def active_public_key(self, kas_id: str, algorithm: str, *, now: bool = False):
+        """The KAS's active key of `algorithm` (NotFound when it has none)."""
+        if now:
+            key = self.lifecycle.cached_public_key(kas_id, algorithm=algorithm)
+            return NEEDS_IO if key is None else key
+        return self.lifecycle.public_key(kas=kas_id, algorithm=algorithm)
+
+    def kidless_candidates(self, kas_id: str, algorithm: str, limit: int, *, exclude: str | None = None) -> list:
+        """The keys an object naming no key may be wrapped to besides the active one: the KAS's
+        `algorithm` keys newest first (at most `limit`), without `exclude` (a KasKey id) and the
+        public_key-mode keys, which cannot unwrap. I/O: a query."""
+        keys, _ = self.lifecycle.list(kas=kas_id, limit=limit, algorithm=algorithm)
+        return [k for k in keys if k.id != exclude and k.mode != "public_key"]
+
+    def unwrap_with(self, key, wrapped: bytes, ephemeral_public_key=None, ctx: CallContext | None = None,
+                    *, now: bool = False):
+        """The DEK wrapped to `key` (a KasKey from kas_key or active_public_key)."""
+        return self.unwrap_path.unwrap_with(key, wrapped, ephemeral_public_key, ctx, now=now)
+
+    def shared_secret(self, key, ephemeral_public_key, ctx: CallContext | None = None, *, now: bool = False):
+        """ECDH of EC key `key` with a parsed ephemeral public key (NanoTDF), wherever the key lives."""
+        return self.unwrap_path.shared_secret(key, ephemeral_public_key, ctx, now=now)
 
     def stats(self) -> dict:
         return {**self.unwrap_path.stats(), "live_managers": self.registry.live_count()}

@@ -360,6 +360,10 @@ class KeyLifecycle:
             self._public_keys.put(cache_key, key)
         return key
 
+    def cached_public_key(self, kas: str | None = None, kid: str | None = None, algorithm: str | None = None):
+        """What public_key answers when its cache holds it, else None (a look, no query)."""
+        return self._public_keys.peek((kas, kid, algorithm))
+
     def _lookup_public_key(self, kas, kid, algorithm):
         if kid:
             server_id = self._store.kas.get(kas).id if kas else None
