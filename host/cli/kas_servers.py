@@ -124,7 +124,7 @@ def list_(platform, limit, offset, sort_field, order, search, as_json):
     """List registered Key Access Servers (newest first unless --sort/--order)."""
     resp = api().kr("ListKeyAccessServers", newer_fields.with_search(kr.ListKeyAccessServersRequest(
         pagination=records.page(limit, offset),
-        sort=records.sort(kr.KeyAccessServersSort, "SORT_KEY_ACCESS_SERVERS_TYPE", sort_field, order)), search))
+        sort=records.sort(kr.KeyAccessServersSort, "SORT_KEY_ACCESS_SERVERS_TYPE", sort_field, order)), search or None))
     items, total = [records.kas(k) for k in resp.key_access_servers], resp.pagination.total
     if as_json:
         echo_json({"key_access_servers": [kas_json_doc(k) for k in items],

@@ -282,7 +282,7 @@ def list_(platform, kas, algorithm, legacy, limit, offset, sort_field, order, se
         setattr(req, {"kas_id": "kas_id", "uri": "kas_uri", "name": "kas_name"}[field], value)
     if legacy is not None:
         req.legacy = legacy
-    resp = api().kr("ListKeys", newer_fields.with_search(req, search))
+    resp = api().kr("ListKeys", newer_fields.with_search(req, search or None))  # as otdfctl: an empty --search is none
     keys, total = [records.key(k) for k in resp.kas_keys], resp.pagination.total
     if as_json:
         echo_json({"kas_keys": [key_json(k) for k in keys], "pagination": pagination(offset, len(keys), total)})
@@ -415,7 +415,8 @@ def list_mappings(platform, id_, key_id, kas, key_ref, limit, offset, as_json):
     # otdfctl's flag groups, in its words
     if (key_id is None) != (kas is None) and key_ref is None:
         missing = "kas" if kas is None else "key-id"
-        raise click.UsageError(f"if any flags in the group [key-id kas] are set they must all be set; missing [{missing}]")
+        raise click.UsageError("if any flags in the group [key-id kas] are set they must all be set; "
+                               f"missing [{missing}]")
     if id_ is not None and kas is not None:
         raise click.UsageError("if any flags in the group [kas id] are set none of the others can be; "
                                "[id kas] were all set")

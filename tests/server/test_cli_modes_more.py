@@ -188,6 +188,7 @@ def test_kas_keys_list_keys_supports_search_flag(cli, kas, uid):
     assert ids("--search", f"{prefix}-MATCH") == [match["key"]["id"]]
     assert ids("--search", prefix, "--sort", "key_id", "--order", "asc") == [match["key"]["id"], other["key"]["id"]]
     assert ids("--search", "_") == [] and ids("--search", "no-such-key") == []  # `_` is no wildcard
+    assert set(ids("--search", "")) >= {match["key"]["id"], other["key"]["id"]}  # as otdfctl: no search sent
     for made, kid in ((match, f"{prefix}-match"), (other, f"{prefix}-other")):
         cli(*KEY, "unsafe", "delete", "--id", made["key"]["id"], "--kas-uri", kas["uri"], "--key-id", kid, "--force")
 
