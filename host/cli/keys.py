@@ -268,7 +268,7 @@ def get(platform, key_ref, kas, id_, key_id, as_json):
 @click.option("--legacy", type=click.BOOL, default=None, help="true: only legacy keys; false: only the others.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Page size (default and maximum: the server's).")
 @click.option("--offset", type=click.IntRange(0), default=0)
-@records.sort_options(("key_id", "created_at", "updated_at"))
+@records.sort_options(("key_id", "created_at", "updated_at", "key_status"))
 @records.search_option("a substring of the key id, any case")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import click
 
 from host.errors import InvalidArgument
-from host.server.convert import ALGORITHMS, KEY_MODES, KEY_STATUSES
+from host.server.convert import ALGORITHMS, KEY_MODES, KEY_STATUSES, SORT_KAS_KEYS_TYPE_KEY_STATUS
 from host.server.protos import kasregistry_pb2 as kr, selectors_pb2
 from host.store.validation import is_uuid
 
@@ -133,7 +133,13 @@ def sort(message, enum_prefix: str, field: str | None, order: str | None) -> lis
         return []
     direction = {None: selectors_pb2.SORT_DIRECTION_UNSPECIFIED, "asc": selectors_pb2.SORT_DIRECTION_ASC,
                  "desc": selectors_pb2.SORT_DIRECTION_DESC}[order]
-    return [message(field=getattr(kr, f"{enum_prefix}_{field.upper()}") if field else 0, direction=direction)]
+    return [message(field=_sort_field(enum_prefix, field) if field else 0, direction=direction)]
+
+
+def _sort_field(enum_prefix: str, field: str) -> int:
+    if (enum_prefix, field) == ("SORT_KAS_KEYS_TYPE", "key_status"):
+        return SORT_KAS_KEYS_TYPE_KEY_STATUS  # newer than the 0.11.0 enum
+    return getattr(kr, f"{enum_prefix}_{field.upper()}")
 
 
 def sort_options(fields: tuple[str, ...]):

@@ -289,7 +289,7 @@ class ConnectApp:
         except Exception:  # a rule that cannot be evaluated is our bug, not the caller's
             raise Internal("request validation failed to evaluate") from None
         violations = [v for v in violations
-                      if not (convert.newer_enum_value(v) or convert.default_wrapping_key(v, message))]
+                      if not (convert.newer_enum_value(v, message) or convert.default_wrapping_key(v, message))]
         if violations:
             raise InvalidArgument("; ".join(_violation_text(v) for v in violations))
 

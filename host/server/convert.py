@@ -61,13 +61,25 @@ _ALGORITHM_FIELDS = {"key_algorithm", "algorithm", "alg"}
 _DEFINED_RULES = {"key_algorithm_defined", "enum.defined_only"}
 
 
-def newer_enum_value(violation) -> bool:
-    """True when a validation violation says only that an algorithm number is newer than our
-    protos (ALGORITHM_MLKEM_768 and friends): OpenTDF's current protos define it."""
+# OpenTDF's SORT_KAS_KEYS_TYPE_KEY_STATUS, added to KasKeysSort after 0.11.0 (same number).
+SORT_KAS_KEYS_TYPE_KEY_STATUS = 4
+
+
+def newer_enum_value(violation, message=None) -> bool:
+    """True when a validation violation says only that an enum number is newer than our protos
+    (ALGORITHM_MLKEM_768 and friends, ListKeys' sort by key status): OpenTDF's current protos
+    define it."""
     proto = violation.proto
-    elements = proto.field.elements if proto.field is not None else ()
-    return (proto.rule_id in _DEFINED_RULES and violation.field_value in _NEWER_ENUM_VALUES
-            and bool(elements) and elements[-1].field_name in _ALGORITHM_FIELDS)
+    elements = [e.field_name for e in proto.field.elements] if proto.field is not None else []
+    if proto.rule_id not in _DEFINED_RULES or not elements:
+        return False
+    if elements == ["sort", "field"]:
+        return (violation.field_value == SORT_KAS_KEYS_TYPE_KEY_STATUS
+                and message is not None and message.DESCRIPTOR.full_name == _LIST_KEYS)
+    return violation.field_value in _NEWER_ENUM_VALUES and elements[-1] in _ALGORITHM_FIELDS
+
+
+_LIST_KEYS = "policy.kasregistry.ListKeysRequest"
 
 
 def default_wrapping_key(violation, message=None) -> bool:

@@ -30,7 +30,7 @@ unsafe_pb2, = _import_generated("policy.unsafe", ("unsafe_pb2",))
 UNSAFE_SERVICE = unsafe_pb2.DESCRIPTOR.services_by_name["UnsafeService"]
 
 _KEY_SORT = {kr.SORT_KAS_KEYS_TYPE_KEY_ID: "key_id", kr.SORT_KAS_KEYS_TYPE_CREATED_AT: "created_at",
-             kr.SORT_KAS_KEYS_TYPE_UPDATED_AT: "updated_at"}
+             kr.SORT_KAS_KEYS_TYPE_UPDATED_AT: "updated_at", convert.SORT_KAS_KEYS_TYPE_KEY_STATUS: "status"}
 _KAS_SORT = {kr.SORT_KEY_ACCESS_SERVERS_TYPE_NAME: "name", kr.SORT_KEY_ACCESS_SERVERS_TYPE_URI: "uri",
              kr.SORT_KEY_ACCESS_SERVERS_TYPE_CREATED_AT: "created_at",
              kr.SORT_KEY_ACCESS_SERVERS_TYPE_UPDATED_AT: "updated_at"}
@@ -56,8 +56,7 @@ class KasRegistryHandlers:
 
         def get():
             kas = self.platform.store.kas.get(ref)
-            keys, _ = self.platform.store.keys.list(kas_id=kas.id, status="active")
-            return kas, keys
+            return kas, self.platform.store.keys.by_kas([kas.id])[kas.id]
 
         kas, keys = await to_thread.run_sync(get)
         return kr.GetKeyAccessServerResponse(key_access_server=convert.key_access_server(kas, keys))
@@ -68,8 +67,8 @@ class KasRegistryHandlers:
         search = newer_fields.search_term(req)
         servers, total = await to_thread.run_sync(lambda: self.platform.store.kas.list(
             limit=limit, offset=offset, sort=order, search=search))
-        keys = await to_thread.run_sync(self.platform.store.keys.active_by_kas, [k.id for k in servers])
-        return kr.ListKeyAccessServersResponse(  # each KAS with its active keys, as GetKeyAccessServer
+        keys = await to_thread.run_sync(self.platform.store.keys.by_kas, [k.id for k in servers])
+        return kr.ListKeyAccessServersResponse(  # each KAS with its keys, as GetKeyAccessServer
             key_access_servers=[convert.key_access_server(k, keys[k.id]) for k in servers],
             pagination=convert.page_response(offset, len(servers), total))
 

@@ -205,15 +205,15 @@ class KeyRepository:
             row = s.get(BaseKeyRow, 1)
             return None if row is None else self._record(s.get(KasKeyRow, row.key_id))
 
-    def active_by_kas(self, kas_ids) -> dict[str, list[KasKey]]:
-        """{KAS id: its active keys, newest first} for a page of KAS (one query): the `kas_keys`
-        a KAS is answered with, in a list as in a get."""
+    def by_kas(self, kas_ids) -> dict[str, list[KasKey]]:
+        """{KAS id: all its keys, active and rotated, newest first} for a page of KAS (one query):
+        the `kas_keys` a KAS is answered with, in a list as in a get (as OpenTDF's)."""
         ids = [v.uuid_text("kas_id", i) for i in kas_ids]
         out: dict[str, list[KasKey]] = {i: [] for i in ids}
         if not ids:
             return out
         with self._sessions.session() as s:
-            rows = s.scalars(select(KasKeyRow).where(KasKeyRow.kas_id.in_(ids), KasKeyRow.status == "active")
+            rows = s.scalars(select(KasKeyRow).where(KasKeyRow.kas_id.in_(ids))
                              .order_by(KasKeyRow.created_at.desc(), KasKeyRow.id.desc())).unique().all()
             for row in rows:
                 out[row.kas_id].append(self._record(row))

@@ -820,6 +820,22 @@ def test_kas_keys_list_keys_supports_sort_and_order_flags(cli, kas, uid):
     assert "--order" in cli(*KEY, "list", "--order", "sideways", ok=False).text
 
 
+def test_kas_keys_list_keys_sort_by_key_status(cli, kas, uid):
+    """otdfctl's `--sort key_status` (SORT_KAS_KEYS_TYPE_KEY_STATUS): ACTIVE before ROTATED ascending."""
+    kas_id = cli.json(*KAS, "create", "--uri", f"https://status-{uid}.example.com")["id"]
+    old = cli.json(*KEY, "create", "--kas", kas_id, "--key-id", f"st{uid}", "-a", "rsa:2048",
+                   "-m", "public_key", "-e", pem_b64())["key"]["id"]
+    new = cli.json(*KEY, "rotate", "--kas", kas_id, "--key", old, "--key-id", f"st{uid}-2", "-a", "rsa:2048",
+                   "-m", "public_key", "-e", pem_b64())["kas_key"]["key"]["id"]
+
+    def ids(order):
+        listed = cli.json(*KEY, "list", "--kas", kas_id, "--sort", "key_status", "--order", order)["kas_keys"]
+        return [k["key"]["id"] for k in listed]
+
+    assert ids("asc") == [new, old]
+    assert ids("desc") == [old, new]
+
+
 # ---- more of kas-keys.bats and key-base.bats (import, identifiers, defaults) --------------
 
 def _import_args(kas, kid, private):
