@@ -268,7 +268,7 @@ class ConnectApp:
             return message  # an empty body is the empty message
         try:
             json_format.Parse(text, message, ignore_unknown_fields=True)
-            newer_fields.merge_json(message, text)  # OpenTDF's `search`, newer than these protos
+            newer_fields.merge_json(message, text)  # OpenTDF's `search`, `name_manager`: newer than these protos
         except json_format.ParseError as e:
             raise InvalidArgument(f"malformed JSON body: {_clip(str(e).splitlines()[0] if str(e) else 'parse error', 200)}") from None
         except (ValueError, TypeError, RecursionError):
@@ -289,7 +289,8 @@ class ConnectApp:
         except Exception:  # a rule that cannot be evaluated is our bug, not the caller's
             raise Internal("request validation failed to evaluate") from None
         violations = [v for v in violations
-                      if not (convert.newer_enum_value(v, message) or convert.default_wrapping_key(v, message))]
+                      if not (convert.newer_enum_value(v, message) or convert.default_wrapping_key(v, message)
+                              or newer_fields.identifies_provider_config(v, message))]
         if violations:
             raise InvalidArgument("; ".join(_violation_text(v) for v in violations))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from anyio import to_thread
 
 from host import plaintext
-from host.server import convert
+from host.server import convert, newer_fields
 from host.server.connect import Call, procedures_for
 from host.server.protos import common_pb2, key_management_pb2 as km
 
@@ -28,8 +28,11 @@ class KeyManagementHandlers:
 
     async def get_provider_config(self, req: km.GetProviderConfigRequest, call: Call):
         which = req.WhichOneof("identifier")
+        named = newer_fields.name_manager(req) if which is None else None
         if which == "id":
             args = {"id": req.id}
+        elif named is not None:  # OpenTDF's name_manager, newer than these protos
+            args = {"name": named[0], "manager": named[1]}
         else:
             # By name (the oneof) and manager; the store names whichever is missing.
             args = {"name": req.name if which == "name" else None, "manager": req.manager or None}

@@ -5,6 +5,9 @@
   binary request carrying it (otdfctl's, or this CLI's) still has it after parsing, and it is
   read here from the unknown fields; a JSON request's `"search": {"term": ..}` is merged in the
   same form by `merge_json`. The CLI adds it with `with_search`.
+- `name_manager` (field 5 of GetProviderConfigRequest's identifier oneof, a
+  `NameManager {string name = 1; string manager = 2}`, both at least one character), read the
+  same way; with it the oneof's "exactly one field" rule is met (`identifies_provider_config`).
 - `policy.unsafe.UnsafeService/UnsafeUpdateKey`: its request and response messages are built
   here (same package, names, field numbers and types as OpenTDF's unsafe.proto) in a file of
   their own, because the generated unsafe.proto of 0.11.0 cannot be extended.
@@ -16,7 +19,7 @@ import json
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, unknown_fields
 
-from host.server.protos import kasregistry_pb2 as kr, objects_pb2
+from host.server.protos import kasregistry_pb2 as kr, key_management_pb2 as km, objects_pb2
 
 SEARCH_FIELD = 12
 SEARCHABLE = (kr.ListKeyAccessServersRequest, kr.ListKeysRequest)
@@ -67,6 +70,49 @@ def search_term(request) -> str | None:
     return term.strip() or None
 
 
+NAME_MANAGER_FIELD = 5
+
+
+def name_manager(request) -> tuple[str, str] | None:
+    """GetProviderConfigRequest's `name_manager` as (name, manager); None when absent. Each must be
+    at least one character, as OpenTDF's rules say."""
+    from host.errors import InvalidArgument
+
+    found = None
+    for f in unknown_fields.UnknownFieldSet(request):
+        if f.field_number != NAME_MANAGER_FIELD or f.wire_type != 2:
+            continue
+        parts = {1: "", 2: ""}
+        for inner in unknown_fields.UnknownFieldSet(_search_holder(f.data)):
+            if inner.field_number in parts and inner.wire_type == 2:
+                try:
+                    parts[inner.field_number] = inner.data.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise InvalidArgument("name_manager: not valid UTF-8") from None
+        found = parts[1], parts[2]
+    if found is None:
+        return None
+    for field, value in zip(("name", "manager"), found):
+        if not value:
+            raise InvalidArgument(f"name_manager.{field}: value length must be at least 1 characters [string.min_len]")
+    return found
+
+
+def identifies_provider_config(violation, message) -> bool:
+    """True when a violation is only GetProviderConfigRequest's "exactly one identifier" rule and
+    the request carries `name_manager`, which that rule (from 0.11.0's protos) does not know."""
+    proto = violation.proto
+    return (isinstance(message, km.GetProviderConfigRequest) and proto.rule_id == "required"
+            and [e.field_name for e in proto.field.elements] == ["identifier"]
+            and any(f.field_number == NAME_MANAGER_FIELD for f in unknown_fields.UnknownFieldSet(message)))
+
+
+def with_name_manager(request, name: str, manager: str):
+    inner = _length_delimited(1, name.encode("utf-8")) + _length_delimited(2, manager.encode("utf-8"))
+    request.MergeFromString(_length_delimited(NAME_MANAGER_FIELD, inner))
+    return request
+
+
 def _search_holder(data: bytes):
     """A message whose unknown fields are `data` (an empty message type of the same pool)."""
     holder = _EMPTY()
@@ -75,10 +121,23 @@ def _search_holder(data: bytes):
 
 
 def merge_json(message, text: str) -> None:
-    """Carry a JSON body's `search` over to a searchable message (json_format drops it)."""
+    """Carry a JSON body's `search` or `name_manager` over to the message (json_format drops them)."""
+    from host.errors import InvalidArgument
+
+    if isinstance(message, km.GetProviderConfigRequest) and "ame" in text:
+        try:
+            body = json.loads(text)
+            value = body.get("nameManager", body.get("name_manager"))
+        except (ValueError, AttributeError):
+            return
+        if value is None:
+            return
+        if not isinstance(value, dict) or not all(isinstance(value.get(k, ""), str) for k in ("name", "manager")):
+            raise InvalidArgument("malformed JSON body: name_manager must be an object with string name and manager")
+        with_name_manager(message, value.get("name", ""), value.get("manager", ""))
+        return
     if not isinstance(message, SEARCHABLE) or '"search"' not in text:
         return
-    from host.errors import InvalidArgument
 
     try:
         search = json.loads(text).get("search")

@@ -31,6 +31,7 @@ from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
 from host.server.protos import common_pb2, kasregistry_pb2 as kr, key_management_pb2 as km, objects_pb2
+from host.server import newer_fields
 from host.server.protos import selectors_pb2
 from tests.server.conftest import start_server
 from tests.server.test_api import ec_pair, rsa_pair, uniq, wrap_with_root
@@ -811,25 +812,45 @@ def test_GetProviderConfigRequest_ValidNameIdentifier(world, shared):
     assert "[" not in e.value.message  # no rule id: not a validation violation
 
 
-# Deliberate difference: OpenTDF's newest GetProviderConfigRequest has a `name_manager` message
-# (field 5) in its identifier oneof; otdf-python 0.11.0 has none, and identifies a config by
-# name and manager with the flat `name` (3) and `manager` (4) fields. The three name_manager rows
-# are sent in that form: an empty name breaks the same rule (string.min_len); an empty manager
-# is the service's "manager is required with name" (invalid_argument, no field rule); both given
-# find the config.
+# OpenTDF's newest GetProviderConfigRequest has a `name_manager` message (field 5) in its
+# identifier oneof, which otdf-python 0.11.0 lacks; the server reads it all the same
+# (host/server/newer_fields.py). The rows are sent as a Go client sends them: binary proto with
+# field 5, and as Connect JSON `nameManager`.
 
-def test_GetProviderConfigRequest_NameManager_DeliberateDifference(world, shared):
-    h = world.h()
-    with pytest.raises(ConnectError) as e:
-        world.km.get_provider_config(km.GetProviderConfigRequest(name="", manager=BASIC), headers=h)
-    assert e.value.code == Code.INVALID_ARGUMENT and "string.min_len" in e.value.message
-    with pytest.raises(ConnectError) as e:
-        world.km.get_provider_config(km.GetProviderConfigRequest(name="TestConfig"), headers=h)
-    assert e.value.code == Code.INVALID_ARGUMENT and "manager is required" in e.value.message
+def _get_by_name_manager(world, name, manager, codec):
+    req = newer_fields.with_name_manager(km.GetProviderConfigRequest(), name, manager)
+    if codec == "proto":
+        return world.km.get_provider_config(req, headers=world.h())
+    body = {"nameManager": {k: v for k, v in (("name", name), ("manager", manager)) if v}}
+    r = httpx.post(f"{world.server.url}/policy.keymanagement.KeyManagementService/GetProviderConfig",
+                   json=body, headers=world.h(), timeout=30)
+    return r
+
+
+@pytest.mark.parametrize("codec", ["proto", "json"])
+@pytest.mark.parametrize("row,name,manager,field", [
+    ("Invalid Name and Manager identifier (empty name)", "", BASIC, "name"),
+    ("Invalid Name and Manager identifier (empty manager)", "TestConfig", "", "manager"),
+])
+def test_GetProviderConfigRequest_NameManager_Invalid(world, shared, row, name, manager, field, codec):
+    if codec == "proto":
+        with pytest.raises(ConnectError) as e:
+            _get_by_name_manager(world, name, manager, codec)
+        code, message = e.value.code, e.value.message
+    else:
+        r = _get_by_name_manager(world, name, manager, codec)
+        assert r.status_code == 400, r.text
+        code, message = Code.INVALID_ARGUMENT, r.json()["message"]
+    assert code == Code.INVALID_ARGUMENT and f"name_manager.{field}" in message and "[string.min_len]" in message
+
+
+@pytest.mark.parametrize("codec", ["proto", "json"])
+def test_GetProviderConfigRequest_NameManager_Valid(world, shared, codec):
     pc = world.provider_config(fresh("TestConfig"))
-    got = world.km.get_provider_config(km.GetProviderConfigRequest(name=pc.name, manager=BASIC), headers=h)
-    assert got.provider_config.id == pc.id
-    assert "name_manager" not in km.GetProviderConfigRequest.DESCRIPTOR.fields_by_name  # still absent in 0.11.0
+    got = _get_by_name_manager(world, pc.name.upper(), BASIC, codec)
+    got_id = got.provider_config.id if codec == "proto" else got.json()["providerConfig"]["id"]
+    assert got_id == pc.id
+    assert "name_manager" not in km.GetProviderConfigRequest.DESCRIPTOR.fields_by_name  # read from field 5
 
 
 UPDATE_PC = [
