@@ -65,8 +65,10 @@ def search_term(request) -> str | None:
                     raise InvalidArgument("search.term: not valid UTF-8") from None
     if term is None:
         return None
-    if not 1 <= len(term) <= SEARCH_MAX_LEN:
-        raise InvalidArgument(f"search.term: value length must be between 1 and {SEARCH_MAX_LEN} characters")
+    if not term:  # the wording protovalidate gives these two rules
+        raise InvalidArgument("search.term: value length must be at least 1 characters [string.min_len]")
+    if len(term) > SEARCH_MAX_LEN:
+        raise InvalidArgument(f"search.term: value length must be at most {SEARCH_MAX_LEN} characters [string.max_len]")
     return term.strip() or None
 
 

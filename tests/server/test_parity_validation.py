@@ -562,7 +562,7 @@ def search_row(world, rpc, method, message, row, term):
         r = httpx.post(f"{world.server.url}{KR_PATH}/{rpc}", json={"search": {}},
                        headers={**world.h(), "content-type": "application/json"})
         assert r.status_code == 400 and r.json()["code"] == "invalid_argument", r.text
-        assert "search.term" in r.json()["message"]
+        assert "search.term" in r.json()["message"] and "[string.min_len]" in r.json()["message"]
         return
     call = getattr(world.kr, method)
     if row == "with term":
@@ -573,6 +573,7 @@ def search_row(world, rpc, method, message, row, term):
         with pytest.raises(ConnectError) as e:
             call(with_search_bytes(message(), None, empty=True), headers=world.h())
         assert e.value.code == Code.INVALID_ARGUMENT and "search.term" in e.value.message, e.value.message
+        assert "[string.min_len]" in e.value.message
 
 
 @pytest.mark.parametrize("row", SEARCH_ROWS)
