@@ -54,17 +54,38 @@ static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---- frames ------------------------------------------------------------- */
 
-static int read_full(void *buf, size_t n)
+/* Requests are read through one buffer, by one worker at a time (the reader role):
+ * one read() usually brings a whole request, where reading header, request
+ * id, key id and data took up to four. Bytes are wiped once copied out (a
+ * wrap's input is a plaintext key). */
+static uint8_t inbuf[64 * 1024];
+static size_t in_start, in_end; /* unread: inbuf[in_start, in_end) */
+
+static int take(void *dst, size_t n)
 {
-    uint8_t *p = buf;
+    uint8_t *d = dst;
     while (n > 0) {
-        ssize_t r = read(sock, p, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        p += r;
-        n -= (size_t)r;
+        if (in_start == in_end) {
+            in_start = in_end = 0;
+            int direct = n >= sizeof inbuf; /* a large config or input: straight into place */
+            ssize_t r = read(sock, direct ? (void *)d : (void *)inbuf, direct ? n : sizeof inbuf);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                return -1;
+            if (direct) {
+                d += r;
+                n -= (size_t)r;
+                continue;
+            }
+            in_end = (size_t)r;
+        }
+        size_t k = in_end - in_start < n ? in_end - in_start : n;
+        memcpy(d, inbuf + in_start, k);
+        explicit_bzero(inbuf + in_start, k);
+        in_start += k;
+        d += k;
+        n -= k;
     }
     return 0;
 }
@@ -127,6 +148,98 @@ struct slot {
 
 static struct slot slots[MAX_MANAGERS];
 static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* ---- the workers -------------------------------------------------------------
+ * One worker at a time holds the reader role: it reads a request and runs it
+ * itself, then reads the next, so a call costs no hand-off between threads.
+ * Should a request outlast a tick of the watcher thread (PROMOTE_MS: a KMS
+ * round trip, a hung plugin), the watcher passes the role to an idle worker,
+ * which reads the requests that come meanwhile; the first one joins the idle
+ * ones when done. So a request that arrives while another runs waits for it
+ * at most 1-2 ticks. Handing the role over before every request instead woke
+ * a second thread per call, ~10 us of the round trip on 2 cores, and a
+ * per-request timer (timerfd) cost as much to arm and disarm in a VM
+ * (docs/performance.md). The watcher sleeps after IDLE_TICKS without work. */
+
+#define PROMOTE_MS 1
+#define IDLE_TICKS 200
+
+static pthread_mutex_t role_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t role_free = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t watcher_wake = PTHREAD_COND_INITIALIZER;
+static int role_held;       /* a worker holds the reader role */
+static int running;         /* ... and is running the request it read */
+static uint64_t started;    /* requests run by role holders */
+static uint64_t role_epoch; /* +1 each time the role changes hands */
+static int watcher_asleep;
+static int hand_over_now;   /* no watcher: the role passes on before each request (a plain pool) */
+static __thread int timed;  /* this worker runs a request holding the role */
+static __thread uint64_t my_epoch; /* the role_epoch at which this worker took the role */
+
+static void pass_role(void) /* role_lock held */
+{
+    running = 0;
+    role_held = 0;
+    role_epoch++;
+    pthread_cond_signal(&role_free);
+}
+
+/* After reading a request: run it holding the role (with one worker, or no
+ * watcher, there is nothing to wait for). */
+static void inline_begin(void)
+{
+    pthread_mutex_lock(&role_lock);
+    if (hand_over_now) {
+        pass_role();
+    } else {
+        running = 1;
+        started++;
+        timed = 1;
+        if (watcher_asleep) {
+            watcher_asleep = 0;
+            pthread_cond_signal(&watcher_wake);
+        }
+    }
+    pthread_mutex_unlock(&role_lock);
+}
+
+/* The plugin returned: called before the reply is written, since the host,
+ * woken by the reply, often preempts this thread before it gets further. */
+static void inline_end(void)
+{
+    if (!timed)
+        return;
+    timed = 0;
+    pthread_mutex_lock(&role_lock);
+    if (role_epoch == my_epoch) /* else the watcher passed the role on: `running` is the new holder's */
+        running = 0;
+    pthread_mutex_unlock(&role_lock);
+}
+
+static void *watcher(void *arg)
+{
+    (void)arg;
+    const struct timespec tick = {0, PROMOTE_MS * 1000000L};
+    uint64_t seen = 0;
+    int idle = 0;
+    pthread_mutex_lock(&role_lock);
+    for (;;) {
+        if (idle >= IDLE_TICKS) {
+            watcher_asleep = 1;
+            while (watcher_asleep)
+                pthread_cond_wait(&watcher_wake, &role_lock);
+            idle = 0;
+        }
+        pthread_mutex_unlock(&role_lock);
+        nanosleep(&tick, NULL);
+        pthread_mutex_lock(&role_lock);
+        if (running && started == seen) /* the same request as a tick ago: let another worker read */
+            pass_role();
+        idle = !running && started == seen ? idle + 1 : 0;
+        seen = started;
+    }
+    return NULL;
+}
 
 /* ---- one request ------------------------------------------------------------- */
 
@@ -202,6 +315,7 @@ static void do_create(const struct job *j)
         st = f->create_ex(&ctx, (const char *)j->data, j->h.data_len, &mgr, &err);
     else
         st = f->create((const char *)j->data, j->h.data_len, &mgr, &err);
+    inline_end();
     if (st == KM_OK && mgr != NULL && late(j)) {
         f->ops->destroy(mgr); /* the host has given up on it; reply() says deadline exceeded */
         reply(j, KM_OK, 0, NULL, 0, err);
@@ -282,47 +396,59 @@ static void do_call(const struct job *j)
     if (serial)
         pthread_mutex_unlock(&s->serial);
     pthread_rwlock_unlock(life);
+    inline_end();
     reply(j, st, 0, out, out_len, err);
 }
-
-/* ---- the workers -------------------------------------------------------------
- * Each worker takes its turn reading one request, then runs it while the
- * next worker reads: no hand-off between threads on the way in. */
-
-static pthread_mutex_t read_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static struct job *read_job(void)
 {
     struct job *j = calloc(1, sizeof *j);
-    if (j == NULL || read_full(&j->h, sizeof j->h) != 0)
+    if (j == NULL || take(&j->h, sizeof j->h) != 0)
         _exit(0); /* EOF: the host closed its end */
     clock_gettime(CLOCK_MONOTONIC, &j->received);
     if (j->h.magic != KMI_MAGIC || j->h.rid_len > KMI_MAX_TEXT || j->h.key_len > KMI_MAX_TEXT ||
         j->h.data_len > KMI_MAX_DATA)
         _exit(5); /* not our protocol: nothing sensible to answer */
     j->data = malloc(j->h.data_len ? j->h.data_len : 1);
-    if (j->data == NULL || read_full(j->rid, j->h.rid_len) != 0 || read_full(j->key, j->h.key_len) != 0 ||
-        read_full(j->data, j->h.data_len) != 0)
+    if (j->data == NULL || take(j->rid, j->h.rid_len) != 0 || take(j->key, j->h.key_len) != 0 ||
+        take(j->data, j->h.data_len) != 0)
         _exit(0);
     return j;
+}
+
+static void run(struct job *j)
+{
+    if (j->h.status != 0) /* a request's status field carries the host's log threshold */
+        __atomic_store_n(&host.log_level, (int32_t)j->h.status, __ATOMIC_RELAXED);
+    if (j->h.op == KMI_OP_CREATE)
+        do_create(j);
+    else
+        do_call(j);
+    explicit_bzero(j->data, j->h.data_len); /* configs and plaintext keys */
+    free(j->data);
+    free(j);
 }
 
 static void *worker(void *arg)
 {
     (void)arg;
+    pthread_mutex_lock(&role_lock);
     for (;;) {
-        pthread_mutex_lock(&read_lock);
-        struct job *j = read_job();
-        pthread_mutex_unlock(&read_lock);
-        if (j->h.status != 0) /* a request's status field carries the host's log threshold */
-            __atomic_store_n(&host.log_level, (int32_t)j->h.status, __ATOMIC_RELAXED);
-        if (j->h.op == KMI_OP_CREATE)
-            do_create(j);
-        else
-            do_call(j);
-        explicit_bzero(j->data, j->h.data_len); /* configs and plaintext keys */
-        free(j->data);
-        free(j);
+        while (role_held)
+            pthread_cond_wait(&role_free, &role_lock);
+        role_held = 1;
+        my_epoch = ++role_epoch;
+        pthread_mutex_unlock(&role_lock);
+        for (;;) { /* holding the reader role */
+            struct job *j = read_job();
+            inline_begin();
+            run(j); /* do_create and do_call end the timed part before replying */
+            inline_end();
+            pthread_mutex_lock(&role_lock);
+            if (role_epoch != my_epoch)
+                break; /* the role was passed on meanwhile: wait with the idle ones */
+            pthread_mutex_unlock(&role_lock);
+        }
     }
     return NULL;
 }
@@ -441,6 +567,9 @@ int main(int argc, char **argv)
      * applied: Python, Go and the SDKs need too many calls to list. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     hello();
+    pthread_t watch;
+    if (workers > 1 && pthread_create(&watch, NULL, watcher, NULL) != 0)
+        hand_over_now = 1;
     for (int i = 1; i < workers; i++) {
         pthread_t t;
         if (pthread_create(&t, NULL, worker, NULL) != 0)

@@ -71,11 +71,11 @@ class IsolatedManager:
             raise errors.InvalidArgument(f"{self.name} {op_name}: key id or input too long")
         child, handle = self._attach(deadline, rid)
         frame = child.call(op, handle, _ms_until(deadline), rid, key_id, bytes(data))
-        status, message = frame.status, _text(frame.data) or None
+        status = frame.status
         if status == KM_OK and ctx is not None and ctx.deadline is not None and time.monotonic() > ctx.deadline:
-            status, message = _KM_DEADLINE, "answered after the call's deadline"  # as in-process (rule 5)
-        if status != KM_OK:
-            raise _status_error(status, self.name, op_name, message)
+            raise _status_error(_KM_DEADLINE, self.name, op_name, "answered after the call's deadline")  # rule 5
+        if status != KM_OK:  # the data is the plugin's message (decoded only here: on OK it is a key)
+            raise _status_error(status, self.name, op_name, _text(frame.data) or None)
         return frame.data
 
     def _require(self, cap: Capability, op: str) -> None:

@@ -56,23 +56,76 @@ def request(call_id: int, op: int, handle: int, timeout_ms: int, request_id: str
                      rid, kid, data))
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        r = sock.recv_into(view[got:])
-        if r == 0:
+class FrameReader:
+    """Frames from the child's end of the socket, parsed out of one receive buffer.
+
+    One recv_into usually brings a whole reply (header and body: one syscall a
+    frame, where reading the header and then the body took two); what a recv
+    brings beyond the frame (a log line ahead of a reply, say) stays for the
+    next one. Only one thread reads at a time (the Child's reader role).
+    """
+
+    SIZE = 64 * 1024  # grown for a larger frame
+
+    def __init__(self, sock: socket.socket, max_data: int):
+        self._sock, self._max_data = sock, max_data
+        self._buf = bytearray(self.SIZE)
+        self._view = memoryview(self._buf)
+        self._start = self._end = 0  # unread bytes are _buf[_start:_end]
+
+    def next(self) -> Frame:
+        """The next frame, waiting for it; EOFError when the child closed its end."""
+        while True:
+            frame = self._parse()
+            if frame is not None:
+                return frame
+            self._fill(0)
+
+    def ready(self) -> list[Frame]:
+        """The frames that have arrived, without waiting; EOFError when the child closed its end."""
+        try:
+            self._fill(socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            pass
+        frames = []
+        while (frame := self._parse()) is not None:
+            frames.append(frame)
+        return frames
+
+    def _fill(self, flags: int) -> None:
+        if self._end == len(self._buf):
+            self._make_room(self._end - self._start + 1)
+        n = self._sock.recv_into(self._view[self._end:], 0, flags)
+        if n == 0:
             raise EOFError
-        got += r
-    return bytes(buf)
+        self._end += n
 
+    def _make_room(self, frame_size: int) -> None:
+        """Move the unread bytes to the front, in a larger buffer when the frame needs it."""
+        unread = self._buf[self._start:self._end]
+        if frame_size > len(self._buf):
+            self._buf = bytearray(frame_size)
+            self._view = memoryview(self._buf)
+        self._buf[:len(unread)] = unread
+        self._start, self._end = 0, len(unread)
 
-def read_frame(sock: socket.socket, max_data: int) -> Frame:
-    """The next frame; EOFError when the child closed its end."""
-    magic, call_id, handle, _timeout, op, status, rid_len, key_len, data_len = HEADER.unpack(
-        _recv_exact(sock, HEADER.size))
-    if magic != MAGIC or rid_len > MAX_TEXT or key_len != 0 or data_len > max_data:
-        raise ProtocolError(f"bad frame header (magic {magic:#x}, {data_len} data bytes)")
-    body = _recv_exact(sock, rid_len + data_len) if rid_len + data_len else b""
-    return Frame(call_id, handle, op, status, body[:rid_len].decode("utf-8", "replace"), body[rid_len:])
+    def _parse(self) -> Frame | None:
+        start, have = self._start, self._end - self._start
+        if have < HEADER.size:
+            if have == 0:
+                self._start = self._end = 0
+            return None
+        magic, call_id, handle, _timeout, op, status, rid_len, key_len, data_len = HEADER.unpack_from(
+            self._buf, start)
+        if magic != MAGIC or rid_len > MAX_TEXT or key_len != 0 or data_len > self._max_data:
+            raise ProtocolError(f"bad frame header (magic {magic:#x}, {data_len} data bytes)")
+        size = HEADER.size + rid_len + data_len
+        if have < size:
+            if start + size > len(self._buf):
+                self._make_room(size)
+            return None
+        body = start + HEADER.size
+        rid = self._buf[body:body + rid_len].decode("utf-8", "replace") if rid_len else ""
+        data = bytes(self._view[body + rid_len:start + size])
+        self._start = start + size
+        return Frame(call_id, handle, op, status, rid, data)

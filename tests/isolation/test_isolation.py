@@ -216,3 +216,34 @@ def test_a_factory_without_thread_safe_is_called_by_one_thread_at_a_time(tmp_pat
     finally:
         manager.close()
         stop_child(plugin)
+
+
+def test_a_slow_call_does_not_hold_up_the_others(wild):
+    """The child's worker that reads a request runs it itself (no hand-off per call); one that
+    is still running after a watcher tick (1-2 ms; "slow" sleeps 20 ms) passes the reading to an
+    idle worker, so concurrent slow calls overlap in a thread-safe manager."""
+    failures = []
+
+    def worker():
+        for _ in range(3):
+            try:
+                wild.unwrap("slow", b"x", ctx(30))
+            except errors.PlatformError as e:
+                failures.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not failures and not any(t.is_alive() for t in threads)
+    assert wild.unwrap("maxc", b"", ctx())[0] >= 2
+
+
+def test_a_caller_reading_its_own_reply_forwards_the_log_lines_before_it(wild, caplog):
+    """No reader thread: a lone caller reads the socket itself, log frames first, then its reply."""
+    with caplog.at_level(logging.INFO, logger="host.plugin"):
+        for i in range(50):
+            assert wild.unwrap("", f"n{i}".encode(), ctx()) == f"n{i}".encode()
+            wild.unwrap("log", b"x", ctx(rid=f"r{i}"))
+    assert [r.request_id for r in caplog.records if r.getMessage() == "hello from wild"] == [f"r{i}" for i in range(50)]
