@@ -15,6 +15,7 @@ import sys
 import click
 
 from host.app import Platform, Settings
+from host.cli.cobra import CobraGroup
 from host.errors import PlatformError
 
 DEPRECATED_FACTORIES_HELP = "Deprecated: NAME=PATH[,NAME=PATH]; use --key-manager-plugin PATH."
@@ -55,7 +56,45 @@ def _load_config_file(ctx: click.Context, _param, path: str | None) -> None:
     ctx.default_map = {**loaded.default_map, **(ctx.default_map or {})}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# otdfctl's persistent (root) flags that we serve: cobra takes them anywhere on the command line
+# (`otdfctl policy kas-registry --host H --with-client-creds-file F list`), click only before the
+# subcommand, so PersistentGroup moves them to the front before parsing.
+PERSISTENT_OPTIONS = ("--host", "--with-access-token", "--with-client-creds-file", "--with-client-creds", "--log-level")
+
+
+def hoist_persistent(args: list[str]) -> list[str]:
+    """The persistent options (each with its value) first, everything else in its order; `--` ends the scan."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            rest.extend(args[i:])
+            break
+        name = a.split("=", 1)[0]
+        if name in PERSISTENT_OPTIONS:
+            if "=" in a or i + 1 >= len(args):
+                front.append(a)
+                i += 1
+            else:
+                front.extend(args[i:i + 2])
+                i += 2
+            continue
+        rest.append(a)
+        i += 1
+    return front + rest
+
+
+class PersistentGroup(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_persistent(list(args)))
+
+
+LOG_LEVELS = {"debug": 2, "info": 1, "warn": 0, "error": 0}
+
+
+@click.group(cls=PersistentGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="PLATFORM_CONFIG", is_eager=True,
               expose_value=False, callback=_load_config_file, metavar="FILE",
               help="YAML configuration file (docs/platform.example.yaml). Also PLATFORM_CONFIG. "
@@ -83,10 +122,18 @@ def _load_config_file(ctx: click.Context, _param, path: str | None) -> None:
               help="Store provider configs holding secrets even without a root key (unencrypted). "
                    "Also PLATFORM_ALLOW_PLAINTEXT_SECRETS=true.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("--log-level", type=click.Choice(sorted(LOG_LEVELS)), default=None,
+              help="As otdfctl: debug is -vv, info -v; warn and error add nothing.")
 @click.pass_context
 def main(ctx: click.Context, plugins, legacy_factories, db_url, root_key_file, api_host, access_token, creds_file,
-         creds_json, allow_plaintext_secrets, verbose):
-    """KAS key-manager platform."""
+         creds_json, allow_plaintext_secrets, verbose, log_level):
+    """KAS key-manager platform.
+
+    --host, --with-access-token, --with-client-creds-file, --with-client-creds and --log-level may
+    also come after the subcommand (otdfctl's persistent flags).
+    """
+    if log_level is not None:
+        verbose = max(verbose, LOG_LEVELS[log_level])
     if allow_plaintext_secrets:  # read where configs are stored (host.plaintext), in this process
         from host import plaintext
 
@@ -140,7 +187,7 @@ def _parse_legacy_factories(value: str) -> list[str]:
     return paths
 
 
-@main.group()
+@main.group(cls=CobraGroup)
 def policy():
     """Policy: provider configurations, KAS registry and keys."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import click
 
 from host.cli import kas_registry, records
+from host.cli.cobra import failure
 from host.cli.remote import api
 from host.cli.output import echo_fields, echo_json, echo_page_footer, echo_table, format_labels, pagination, \
     parse_labels, rfc3339
@@ -48,7 +49,9 @@ def create(platform, uri, name, labels, as_json):
     label_map = parse_labels(labels)
     if label_map is not None:
         req.metadata.labels.update(label_map)
-    echo_kas(records.kas(api().kr("CreateKeyAccessServer", req).key_access_server), as_json)
+    with failure("Failed to create Registered KAS entry"):
+        made = api().kr("CreateKeyAccessServer", req).key_access_server
+    echo_kas(records.kas(made), as_json)
 
 
 @kas_registry.command("update")
@@ -70,7 +73,9 @@ def update(platform, id_, uri, name, labels, force_replace_labels, as_json):
         req.metadata.SetInParent()  # an empty REPLACE clears the labels
         req.metadata_update_behavior = (common_pb2.METADATA_UPDATE_ENUM_REPLACE if force_replace_labels
                                         else common_pb2.METADATA_UPDATE_ENUM_EXTEND)
-    echo_kas(records.kas(api().kr("UpdateKeyAccessServer", req).key_access_server), as_json)
+    with failure(f"Failed to update Registered KAS entry ({id_})"):
+        updated = api().kr("UpdateKeyAccessServer", req).key_access_server
+    echo_kas(records.kas(updated), as_json)
 
 
 @kas_registry.command("delete")
@@ -82,8 +87,9 @@ def delete(platform, id_, force, as_json):
     """Delete a KAS that holds no keys."""
     if not force:
         click.confirm(f"Delete KAS {id_}?", abort=True)
-    echo_kas(records.kas(api().kr("DeleteKeyAccessServer", kr.DeleteKeyAccessServerRequest(id=id_))
-                         .key_access_server), as_json)
+    with failure(f"Failed to delete Registered KAS entry ({id_})"):
+        deleted = api().kr("DeleteKeyAccessServer", kr.DeleteKeyAccessServerRequest(id=id_)).key_access_server
+    echo_kas(records.kas(deleted), as_json)
 
 
 def get_kas(ref: str, id_=None, uri=None, name=None) -> records.Kas:
@@ -122,9 +128,11 @@ def get(platform, ref, id_, uri, name, as_json):
 @click.pass_obj
 def list_(platform, limit, offset, sort_field, order, search, as_json):
     """List registered Key Access Servers (newest first unless --sort/--order)."""
-    resp = api().kr("ListKeyAccessServers", newer_fields.with_search(kr.ListKeyAccessServersRequest(
-        pagination=records.page(limit, offset),
-        sort=records.sort(kr.KeyAccessServersSort, "SORT_KEY_ACCESS_SERVERS_TYPE", sort_field, order)), search or None))
+    with failure("Failed to list Registered KAS entries"):
+        resp = api().kr("ListKeyAccessServers", newer_fields.with_search(kr.ListKeyAccessServersRequest(
+            pagination=records.page(limit, offset),
+            sort=records.sort(kr.KeyAccessServersSort, "SORT_KEY_ACCESS_SERVERS_TYPE", sort_field, order)),
+            search or None))
     items, total = [records.kas(k) for k in resp.key_access_servers], resp.pagination.total
     if as_json:
         echo_json({"key_access_servers": [kas_json_doc(k) for k in items],

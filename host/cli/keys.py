@@ -27,6 +27,7 @@ from host import crypto
 from host import crypto, errors
 from host.cli import kas_registry, records
 from host.cli.output import base_key_json, echo_json, echo_page_footer, echo_table, format_labels, key_json, pagination
+from host.cli.cobra import LegacyFlag, OtdfctlChoice, failure
 from host.cli.remote import api
 from host.managers.base import CallContext
 from host.server import convert, newer_fields
@@ -37,6 +38,9 @@ MANAGER_TIMEOUT_S = 30.0
 
 ALGORITHMS = list(crypto.ALGORITHMS)
 MODES = ["local", "provider", "remote", "public_key"]
+# otdfctl's refusals: create/rotate say "invalid algorithm"/"invalid mode", list and import "Invalid algorithm"
+ALGORITHM = OtdfctlChoice(ALGORITHMS, "Invalid algorithm: invalid algorithm")
+MODE = OtdfctlChoice(MODES, "Invalid key parameters: invalid mode")
 
 
 def _labels(values) -> dict[str, str]:
@@ -49,7 +53,7 @@ def _labels(values) -> dict[str, str]:
     return out
 
 
-def _read_pem(value: str | None) -> str | None:
+def _read_pem(value: str | None, flag: str = "pem") -> str | None:
     """A PEM given inline (raw or base64, as otdfctl), or @path / a path to a file holding it."""
     if value is None:
         return None
@@ -60,7 +64,20 @@ def _read_pem(value: str | None) -> str | None:
         with open(path, encoding="ascii") as f:
             return f.read()
     except (OSError, UnicodeDecodeError):
-        raise click.BadParameter("must be a PEM block or a readable PEM file", param_hint="PEM option") from None
+        if not value.startswith("@") and _is_base64(value):
+            return value  # base64 of something else: the key check says what is wrong with it
+        # otdfctl's words first (it takes base64 only)
+        raise errors.InvalidArgument(f"{flag} must be base64 encoded (or a PEM block, or a readable PEM file)") \
+            from None
+
+
+def _is_base64(value: str) -> bool:
+    import binascii
+
+    try:
+        return bool(base64.b64decode("".join(value.split()), validate=True))
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _is_base64_pem(value: str) -> bool:
@@ -97,9 +114,9 @@ def _create_options(f, default_mode: str | None = None):
     for option in reversed([
         click.option("--kas", help="KAS id, uri or name (optional when only one KAS is registered)."),
         click.option("--key-id", required=True, help="The key's id (kid) as clients see it."),
-        click.option("--algorithm", "-a", required=True, type=click.Choice(ALGORITHMS)),
+        click.option("--algorithm", "-a", required=True, type=ALGORITHM),
         # (click 8.5 takes an explicit default=None as a default: a required option gets no default at all)
-        click.option("--mode", "-m", type=click.Choice(MODES),
+        click.option("--mode", "-m", type=MODE,
                      **({"required": True} if default_mode is None else {"default": default_mode, "show_default": True})),
         click.option("--wrapping-key-id", help="Key id inside the manager (provider/remote) or the root key id (local)."),
         click.option("--wrapping-key", "-w", help="Local mode: the root key as hex, to check it is the platform's."),
@@ -108,7 +125,7 @@ def _create_options(f, default_mode: str | None = None):
         click.option("--private-key-pem", help="PEM, or a file holding it (local/provider; generated when absent)."),
         click.option("--label", "-l", multiple=True, help="KEY=VALUE, repeatable."),
         # otdfctl's `--legacy true|false`; a bare --legacy is true.
-        click.option("--legacy", type=click.BOOL, is_flag=False, flag_value=True, default=False,
+        click.option("--legacy", type=LegacyFlag(), is_flag=False, flag_value=True, default=False,
                      help="A legacy key (at most one per KAS): --legacy [true|false]."),
         click.option("--json", "as_json", is_flag=True),
     ]):
@@ -124,6 +141,12 @@ def key_contexts(platform, mode: str, algorithm: str, wrapping_key_id, wrapping_
     config's manager built here (its plugin must be loaded: --key-manager-plugin). The server checks
     all of it; nothing here decides whether a key is acceptable."""
     mode = normalize_mode(mode)
+    if mode == "public_key" and not public_key_pem:  # otdfctl's checks, before anything is sent
+        raise errors.InvalidArgument("Flag '--public-key-pem' is required")
+    if mode in ("provider", "remote") and not provider_config_id:
+        raise errors.InvalidArgument("Flag '--provider-config-id' is required")
+    if public_key_pem:
+        _check_public_pem(public_key_pem, algorithm)
     public = objects_pb2.PublicKeyCtx(pem=public_key_pem or "")
     if private_key_pem and mode in ("remote", "public_key"):  # never send it anywhere
         raise errors.InvalidArgument(f"mode {mode} keeps no private key here; remove --private-key-pem")
@@ -151,14 +174,27 @@ def key_contexts(platform, mode: str, algorithm: str, wrapping_key_id, wrapping_
     return public, objects_pb2.PrivateKeyCtx(key_id=key_id, wrapped_key=base64.b64encode(wrapped).decode("ascii"))
 
 
+def _check_public_pem(pem: str, algorithm: str) -> None:
+    """otdfctl's `invalid public key pem: ...` for a PEM that is not a public key of the algorithm."""
+    try:
+        crypto.load_public_pem(pem_text(pem, "--public-key-pem"), algorithm)
+    except errors.InvalidArgument as e:
+        raise errors.InvalidArgument(f"invalid public key pem: {e.message}") from None
+    except ValueError as e:
+        raise errors.InvalidArgument(f"invalid public key pem: {e}") from None
+
+
 def _wrapping_root_key(platform, wrapping_key):
     from host.rootkey import RootKey
 
     if wrapping_key:
+        if any(c not in "0123456789abcdefABCDEF" for c in wrapping_key):
+            raise errors.InvalidArgument("wrapping-key must be hex encoded (--wrapping-key)")  # otdfctl's words
         return RootKey.from_hex(wrapping_key, "--wrapping-key")
     if platform.root_key is None:
-        raise errors.FailedPrecondition("local mode wraps the new private key with the platform's root key: give it "
-                                        "as --wrapping-key (hex), or set PLATFORM_ROOT_KEY / --root-key-file")
+        raise errors.FailedPrecondition("Flag '--wrapping-key' is required: local mode wraps the new private key "
+                                        "with the platform's root key: give it as --wrapping-key (hex), or set "
+                                        "PLATFORM_ROOT_KEY / --root-key-file")
     return platform.root_key
 
 
@@ -175,14 +211,16 @@ def _manager_call(platform, provider_config_id: str, fn):
 def kas_id(ref: str | None) -> str:
     """The id of --kas (id, uri or name); without --kas, of the only registered KAS."""
     if ref:
-        resp = api().kr("GetKeyAccessServer", kr.GetKeyAccessServerRequest(**records.kas_identifier(ref)))
+        with failure(f"Failed to resolve KAS identifier '{ref}'"):
+            resp = api().kr("GetKeyAccessServer", kr.GetKeyAccessServerRequest(**records.kas_identifier(ref)))
         return resp.key_access_server.id
     resp = api().kr("ListKeyAccessServers", kr.ListKeyAccessServersRequest(pagination=records.page(2, 0)))
     if resp.pagination.total == 1:
         return resp.key_access_servers[0].id
     if resp.pagination.total == 0:
         raise errors.FailedPrecondition("no KAS is registered; create one with `platform policy kas-registry create`")
-    raise errors.InvalidArgument("several KAS are registered; name one with --kas (id, uri or name)")
+    raise errors.InvalidArgument('required flag(s) "kas" not set: several KAS are registered; name one with '
+                                 '--kas (id, uri or name)')
 
 
 def find_key(ref: str, kas: str | None = None) -> records.Key:
@@ -211,16 +249,19 @@ def _metadata(target, labels: dict[str, str] | None) -> None:
 
 
 def _create(platform, kas, key_id, algorithm, mode, wrapping_key_id, wrapping_key, provider_config_id,
-            public_key_pem, private_key_pem, label, legacy, as_json):
+            public_key_pem, private_key_pem, label, legacy, as_json, action="Failed to create kas key"):
     public, private = key_contexts(platform, mode, algorithm, wrapping_key_id, wrapping_key, provider_config_id,
-                                   _read_pem(public_key_pem), _read_pem(private_key_pem))
+                                   _read_pem(public_key_pem, "public-key-pem"),
+                                   _read_pem(private_key_pem, "private-key-pem"))
     req = kr.CreateKeyRequest(kas_id=kas_id(kas), key_id=key_id, key_algorithm=convert.algorithm_enum(algorithm),
                               key_mode=_mode_enum(mode), public_key_ctx=public, legacy=legacy,
                               provider_config_id=provider_config_id or "")
     if private is not None:
         req.private_key_ctx.CopyFrom(private)
     _metadata(req, _labels(label))
-    _print_key(records.key(api().kr("CreateKey", req).kas_key), as_json)
+    with failure(action):
+        made = api().kr("CreateKey", req).kas_key
+    _print_key(records.key(made), as_json)
 
 
 def _mode_enum(mode: str) -> int:
@@ -244,7 +285,7 @@ def import_(platform, **options):
         raise click.UsageError("import needs --public-key-pem")
     if options["mode"] in ("local", "provider") and not options["private_key_pem"]:
         raise click.UsageError(f"import in mode {options['mode']} needs --private-key-pem")
-    _create(platform, **options)
+    _create(platform, **options, action="Failed to import kas key")
 
 
 @key.command("get")
@@ -259,13 +300,15 @@ def get(platform, key_ref, kas, id_, key_id, as_json):
     given = [v for v in (key_ref, id_, key_id) if v]
     if len(given) != 1:
         raise click.UsageError("give --key (the key's UUID or key id)")
-    _print_key(find_key(given[0], kas=kas), as_json)
+    with failure("Failed to get kas key"):
+        found = find_key(given[0], kas=kas)
+    _print_key(found, as_json)
 
 
 @key.command("list")
 @click.option("--kas", help="Only keys of this KAS (id, uri or name).")
-@click.option("--algorithm", "-a", type=click.Choice(ALGORITHMS))
-@click.option("--legacy", type=click.BOOL, default=None, help="true: only legacy keys; false: only the others.")
+@click.option("--algorithm", "-a", type=ALGORITHM)
+@click.option("--legacy", type=LegacyFlag(), default=None, help="true: only legacy keys; false: only the others.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Page size (default and maximum: the server's).")
 @click.option("--offset", type=click.IntRange(0), default=0)
 @records.sort_options(("key_id", "created_at", "updated_at", "key_status"))
@@ -282,7 +325,8 @@ def list_(platform, kas, algorithm, legacy, limit, offset, sort_field, order, se
         setattr(req, {"kas_id": "kas_id", "uri": "kas_uri", "name": "kas_name"}[field], value)
     if legacy is not None:
         req.legacy = legacy
-    resp = api().kr("ListKeys", newer_fields.with_search(req, search or None))  # as otdfctl: an empty --search is none
+    with failure("Failed to list kas keys"):  # as otdfctl: an empty --search is none
+        resp = api().kr("ListKeys", newer_fields.with_search(req, search or None))
     keys, total = [records.key(k) for k in resp.kas_keys], resp.pagination.total
     if as_json:
         echo_json({"kas_keys": [key_json(k) for k in keys], "pagination": pagination(offset, len(keys), total)})
@@ -308,15 +352,17 @@ def update(platform, id_, label, force_replace_labels, as_json):
         req.metadata.SetInParent()  # an empty REPLACE clears the labels
         req.metadata_update_behavior = (common_pb2.METADATA_UPDATE_ENUM_REPLACE if force_replace_labels
                                         else common_pb2.METADATA_UPDATE_ENUM_EXTEND)
-    _print_key(records.key(api().kr("UpdateKey", req).kas_key), as_json)
+    with failure("Failed to update kas key"):
+        updated = api().kr("UpdateKey", req).kas_key
+    _print_key(records.key(updated), as_json)
 
 
 @key.command("rotate")
 @click.option("--key", "-k", "old_key", required=True, help="The active key to rotate out: its UUID or key id.")
 @click.option("--kas", help="KAS id, uri or name.")
 @click.option("--key-id", required=True, help="The key id of the new key.")
-@click.option("--algorithm", "-a", required=True, type=click.Choice(ALGORITHMS))
-@click.option("--mode", "-m", required=True, type=click.Choice(MODES))
+@click.option("--algorithm", "-a", required=True, type=ALGORITHM)
+@click.option("--mode", "-m", required=True, type=MODE)
 @click.option("--wrapping-key-id")
 @click.option("--wrapping-key", "-w", help="Local mode: the root key as hex, to check it is the platform's.")
 @click.option("--provider-config-id", "-p")
@@ -336,7 +382,8 @@ def rotate(platform, old_key, kas, key_id, algorithm, mode, wrapping_key_id, wra
     if wrapping_key_id is None and same_home and old.private_key_ctx and old.private_key_ctx.get("key_id"):
         wrapping_key_id = old.private_key_ctx["key_id"]  # same manager and mode: the same wrapping key
     public, private = key_contexts(platform, mode, algorithm, wrapping_key_id, wrapping_key, provider_config_id,
-                                   _read_pem(public_key_pem), _read_pem(private_key_pem))
+                                   _read_pem(public_key_pem, "public-key-pem"),
+                                   _read_pem(private_key_pem, "private-key-pem"))
     new_key = kr.RotateKeyRequest.NewKey(key_id=key_id, algorithm=convert.algorithm_enum(algorithm),
                                          key_mode=_mode_enum(mode), public_key_ctx=public,
                                          provider_config_id=provider_config_id or "")
@@ -344,7 +391,8 @@ def rotate(platform, old_key, kas, key_id, algorithm, mode, wrapping_key_id, wra
         new_key.private_key_ctx.CopyFrom(private)
     if label:
         _metadata(new_key, _labels(label))
-    resp = api().kr("RotateKey", kr.RotateKeyRequest(id=old.id, new_key=new_key))
+    with failure("Failed to rotate key"):
+        resp = api().kr("RotateKey", kr.RotateKeyRequest(id=old.id, new_key=new_key))
     new, rotated = records.key(resp.kas_key), records.key(resp.rotated_resources.rotated_out_key)
     if as_json:
         echo_json({"kas_key": key_json(new), "rotated_resources": {"rotated_out_key": key_json(rotated)}})
@@ -369,7 +417,8 @@ def _print_base(key, as_json: bool) -> None:
 @click.pass_obj
 def base_get(platform, as_json):
     """Show the base key."""
-    resp = api().kr("GetBaseKey", kr.GetBaseKeyRequest())
+    with failure("Failed to get base key"):
+        resp = api().kr("GetBaseKey", kr.GetBaseKeyRequest())
     if not resp.HasField("base_key"):
         if as_json:  # JSON null for scripts
             _print_base(None, True)
@@ -389,8 +438,10 @@ def base_get(platform, as_json):
 @click.pass_obj
 def base_set(platform, key_ref, kas, as_json):
     """Make an active key the base key."""
-    target = find_key(key_ref, kas=kas)
-    resp = api().kr("SetBaseKey", kr.SetBaseKeyRequest(id=target.id))
+    with failure("Invalid key identifier"):
+        target = find_key(key_ref, kas=kas)
+    with failure("Failed to set base key"):
+        resp = api().kr("SetBaseKey", kr.SetBaseKeyRequest(id=target.id))
     new = records.simple_key(resp.new_base_key)
     previous = records.simple_key(resp.previous_base_key) if resp.HasField("previous_base_key") else None
     if as_json:
@@ -453,7 +504,9 @@ def unsafe_delete(platform, id_, key_id, kas_uri, force, as_json):
                       abort=True)
     from host.server.kasregistry import unsafe_pb2
 
-    resp = api().unsafe("UnsafeDeleteKasKey", unsafe_pb2.UnsafeDeleteKasKeyRequest(id=id_, kid=key_id, kas_uri=kas_uri))
+    with failure(f"Failed to delete key ({id_})"):
+        resp = api().unsafe("UnsafeDeleteKasKey", unsafe_pb2.UnsafeDeleteKasKeyRequest(id=id_, kid=key_id,
+                                                                                       kas_uri=kas_uri))
     _print_key(records.key(resp.key), as_json)
 
 
@@ -480,10 +533,12 @@ def unsafe_update(platform, id_, mode, provider_config_id, force, as_json):
         if mode not in ("remote", "public_key"):
             raise click.UsageError('Invalid key mode: mode must be "remote" or "public_key"')
         target = _mode_enum(mode)
-    existing = records.key(api().kr("GetKey", kr.GetKeyRequest(id=id_)).kas_key)
+    with failure("Failed to get kas key"):
+        existing = records.key(api().kr("GetKey", kr.GetKeyRequest(id=id_)).kas_key)
     if not force:
         click.confirm(f"Unsafely update key {existing.key_id!r} ({existing.id}) of {existing.kas_uri}? What "
                       "decrypts with it changes", abort=True)
-    resp = api().unsafe("UnsafeUpdateKey", newer_fields.UnsafeUpdateKeyRequest(
-        id=id_, target_key_mode=target, provider_config_id=provider_config_id or ""))
+    with failure("Failed to update kas key"):
+        resp = api().unsafe("UnsafeUpdateKey", newer_fields.UnsafeUpdateKeyRequest(
+            id=id_, target_key_mode=target, provider_config_id=provider_config_id or ""))
     _print_key(records.key(resp.key), as_json)

@@ -18,11 +18,13 @@ import click
 
 from host import plaintext
 from host.cli import keymanagement, records
+from host.cli.cobra import CobraGroup, failure, missing_flag
 from host.cli.remote import api
 from host.cli.output import echo_fields, echo_json, echo_page_footer, echo_table, format_labels, pagination, \
     parse_labels, rfc3339
 from host.errors import InvalidArgument, NotFound, PlatformError
 from host.managers.base import CallContext
+from host.server import newer_fields
 from host.server.protos import common_pb2, key_management_pb2 as km
 
 PROBE_TIMEOUT_S = 10.0
@@ -120,7 +122,7 @@ show_config_option = click.option(
     help="Print config_json as stored, secrets included (default: keys only in tables, secret values redacted in JSON).")
 
 
-@click.group("provider")
+@click.group("provider", cls=CobraGroup)
 def provider():
     """Provider configurations (how to reach an external KMS/HSM)."""
 
@@ -142,7 +144,7 @@ keymanagement.add_command(provider, "provider-config")  # the seed document's sp
 def create(platform, name, manager, config, labels, validate, as_json, show_config):
     """Create a provider configuration."""
     if config is None:
-        raise InvalidArgument("--config (or --config-json) is required")
+        raise missing_flag("config")
     manager = name if manager is None else manager
     raw = read_config(config)
     label_map = parse_labels(labels)
@@ -153,20 +155,29 @@ def create(platform, name, manager, config, labels, validate, as_json, show_conf
                                          config_json=raw)
     if label_map is not None:
         req.metadata.labels.update(label_map)
-    echo_config(records.provider_config(api().km("CreateProviderConfig", req).provider_config), as_json, show_config)
+    with failure("Failed to create provider config"):
+        made = api().km("CreateProviderConfig", req).provider_config
+    echo_config(records.provider_config(made), as_json, show_config)
 
 
 def get_config(id_=None, name=None, manager=None) -> records.ProviderConfig:
     """By --id, by --name and --manager, or by --name alone when one manager has that name (the seed
     document's form; otdfctl and the API refuse it, so it is a walk of the list here)."""
-    if id_ is not None and (name is not None or manager is not None):
-        raise click.UsageError("give --id, or --name (with --manager), not both")
-    if id_ is None and name is None and manager is None:
-        raise click.UsageError("give --id, or --name (with --manager)")
+    # otdfctl's flag groups (cobra's words): [name manager] together, one of [id name], not both
+    if manager is not None and name is None:
+        raise click.UsageError("if any flags in the group [name manager] are set they must all be set; "
+                               "missing [name]")
+    if id_ is None and name is None:
+        raise click.UsageError("at least one of the flags in the group [id name] is required "
+                               "(--id, or --name with --manager)")
+    if id_ is not None and name is not None:
+        raise click.UsageError("if any flags in the group [id name] are set none of the others can be; "
+                               "[id name] were all set (give --id, or --name with --manager)")
     if manager is None and id_ is None:
-        return by_name(name)
+        return by_name(name)  # the seed document's form (see the README)
+    # by name: otdfctl's `name_manager` identifier (newer than the 0.11.0 protos)
     req = km.GetProviderConfigRequest(id=id_) if id_ is not None else \
-        km.GetProviderConfigRequest(name=records.text(name, "name"), manager=records.text(manager, "manager"))
+        newer_fields.with_name_manager(km.GetProviderConfigRequest(), name, manager)
     return records.provider_config(api().km("GetProviderConfig", req).provider_config)
 
 
@@ -193,7 +204,9 @@ def by_name(name: str) -> records.ProviderConfig:
 @click.pass_obj
 def get(platform, id_, name, manager, show_config, as_json):
     """Get a provider configuration by --id, or by --name (and --manager when several share the name)."""
-    echo_config(get_config(id_, name, manager), as_json, show_config)
+    with failure("Failed to get provider config"):
+        cfg = get_config(id_, name, manager)
+    echo_config(cfg, as_json, show_config)
 
 
 @provider.command("list")
@@ -204,7 +217,8 @@ def get(platform, id_, name, manager, show_config, as_json):
 @click.pass_obj
 def list_(platform, limit, offset, as_json, show_config):
     """List provider configurations."""
-    resp = api().km("ListProviderConfigs", km.ListProviderConfigsRequest(pagination=records.page(limit, offset)))
+    with failure("Failed to list provider configs"):
+        resp = api().km("ListProviderConfigs", km.ListProviderConfigsRequest(pagination=records.page(limit, offset)))
     items, total = [records.provider_config(c) for c in resp.provider_configs], resp.pagination.total
     if as_json:
         echo_json({"provider_configs": [config_json_doc(c, reveal=show_config) for c in items],
@@ -233,8 +247,7 @@ def update(platform, id_, name, manager, config, labels, extend_labels, validate
     if extend_labels and label_map is None:
         raise InvalidArgument("--extend-labels needs at least one --label")
     if name is None and manager is None and raw is None and label_map is None:
-        raise InvalidArgument("nothing to update: at least one field (name, manager, config, or metadata labels) "
-                              "must be updated")
+        raise InvalidArgument("At least one field (name, manager, config, or metadata labels) must be updated")
     if manager is not None:
         warn_if_unregistered(platform, manager)
     if validate:
@@ -247,7 +260,9 @@ def update(platform, id_, name, manager, config, labels, extend_labels, validate
         req.metadata.labels.update(label_map)
         req.metadata_update_behavior = (common_pb2.METADATA_UPDATE_ENUM_EXTEND if extend_labels
                                         else common_pb2.METADATA_UPDATE_ENUM_REPLACE)
-    echo_config(records.provider_config(api().km("UpdateProviderConfig", req).provider_config), as_json, show_config)
+    with failure("Failed to update provider config"):
+        updated = api().km("UpdateProviderConfig", req).provider_config
+    echo_config(records.provider_config(updated), as_json, show_config)
 
 
 @provider.command("delete")
@@ -258,10 +273,12 @@ def update(platform, id_, name, manager, config, labels, extend_labels, validate
 def delete(platform, id_, force, as_json):
     """Delete a provider configuration (refused while keys reference it)."""
     if not force:  # (--force skips the read, so a config sealed under a lost root key can still go)
-        cfg = get_config(id_)
+        with failure("Failed to get provider config"):
+            cfg = get_config(id_)
         click.confirm(f"Delete provider config {cfg.name!r} (manager {cfg.manager!r}, id {cfg.id})?", abort=True,
                       err=True)
-    deleted = api().km("DeleteProviderConfig", km.DeleteProviderConfigRequest(id=id_)).provider_config
+    with failure("Failed to delete provider config"):
+        deleted = api().km("DeleteProviderConfig", km.DeleteProviderConfigRequest(id=id_)).provider_config
     if as_json:
         echo_json({"id": deleted.id, "name": deleted.name, "manager": deleted.manager})
     else:

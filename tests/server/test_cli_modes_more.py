@@ -103,7 +103,7 @@ def test_kas_keys_unsafe_update_key_failure_invalid_provider_config_not_uuid(cli
 
 def test_kas_keys_unsafe_update_key_failure_missing_id(cli):
     r = unsafe_update(cli, "--mode", "public_key", ok=False)
-    assert "Missing option '--id'" in r.text and r.exit_code == 2  # click's wording of cobra's "required flag(s)"
+    assert 'required flag(s) "id" not set' in r.text and r.exit_code == 2  # cobra's words
 
 
 def test_kas_keys_unsafe_update_key_failure_missing_provider_configuration(cli, kas, uid):
