@@ -27,7 +27,7 @@ from host import crypto
 from host import crypto, errors
 from host.cli import kas_registry, records
 from host.cli.output import base_key_json, echo_json, echo_page_footer, echo_table, format_labels, key_json, pagination
-from host.cli.cobra import LegacyFlag, OtdfctlChoice, failure
+from host.cli.cobra import LegacyFlag, OtdfctlChoice, failure, missing_flag
 from host.cli.remote import api
 from host.managers.base import CallContext
 from host.server import convert, newer_fields
@@ -141,8 +141,7 @@ def key_contexts(platform, mode: str, algorithm: str, wrapping_key_id, wrapping_
     config's manager built here (its plugin must be loaded: --key-manager-plugin). The server checks
     all of it; nothing here decides whether a key is acceptable."""
     mode = normalize_mode(mode)
-    if mode == "public_key" and not public_key_pem:  # otdfctl's checks, before anything is sent
-        raise errors.InvalidArgument("Flag '--public-key-pem' is required")
+    precheck(platform, mode, wrapping_key, public_key_pem)
     if mode in ("provider", "remote") and not provider_config_id:
         raise errors.InvalidArgument("Flag '--provider-config-id' is required")
     if public_key_pem:
@@ -174,6 +173,21 @@ def key_contexts(platform, mode: str, algorithm: str, wrapping_key_id, wrapping_
     return public, objects_pb2.PrivateKeyCtx(key_id=key_id, wrapped_key=base64.b64encode(wrapped).decode("ascii"))
 
 
+def precheck(platform, mode: str, wrapping_key, public_key_pem, missing=None) -> None:
+    """otdfctl's flag checks, made before anything is read or sent (`missing`: the error for a
+    local-mode call with neither --wrapping-key nor a root key in this process)."""
+    mode = normalize_mode(mode)
+    if mode == "public_key" and not public_key_pem:
+        raise errors.InvalidArgument("Flag '--public-key-pem' is required")
+    if mode == "local":
+        if wrapping_key and any(c not in "0123456789abcdefABCDEF" for c in wrapping_key):
+            raise errors.InvalidArgument("wrapping-key must be hex encoded (--wrapping-key)")  # otdfctl's words
+        if not wrapping_key and platform.root_key is None:
+            raise missing or errors.FailedPrecondition(
+                "Flag '--wrapping-key' is required: local mode wraps the new private key with the platform's root "
+                "key: give it as --wrapping-key (hex), or set PLATFORM_ROOT_KEY / --root-key-file")
+
+
 def _check_public_pem(pem: str, algorithm: str) -> None:
     """otdfctl's `invalid public key pem: ...` for a PEM that is not a public key of the algorithm."""
     try:
@@ -188,13 +202,8 @@ def _wrapping_root_key(platform, wrapping_key):
     from host.rootkey import RootKey
 
     if wrapping_key:
-        if any(c not in "0123456789abcdefABCDEF" for c in wrapping_key):
-            raise errors.InvalidArgument("wrapping-key must be hex encoded (--wrapping-key)")  # otdfctl's words
         return RootKey.from_hex(wrapping_key, "--wrapping-key")
-    if platform.root_key is None:
-        raise errors.FailedPrecondition("Flag '--wrapping-key' is required: local mode wraps the new private key "
-                                        "with the platform's root key: give it as --wrapping-key (hex), or set "
-                                        "PLATFORM_ROOT_KEY / --root-key-file")
+    precheck(platform, "local", wrapping_key, None)
     return platform.root_key
 
 
@@ -250,6 +259,8 @@ def _metadata(target, labels: dict[str, str] | None) -> None:
 
 def _create(platform, kas, key_id, algorithm, mode, wrapping_key_id, wrapping_key, provider_config_id,
             public_key_pem, private_key_pem, label, legacy, as_json, action="Failed to create kas key"):
+    precheck(platform, mode, wrapping_key, public_key_pem,
+             missing=missing_flag("wrapping-key") if action == "Failed to import kas key" else None)
     public, private = key_contexts(platform, mode, algorithm, wrapping_key_id, wrapping_key, provider_config_id,
                                    _read_pem(public_key_pem, "public-key-pem"),
                                    _read_pem(private_key_pem, "private-key-pem"))
@@ -282,9 +293,9 @@ def create(platform, **options):
 def import_(platform, **options):
     """Import an existing key pair (--public-key-pem, and --private-key-pem for local/provider)."""
     if not options["public_key_pem"]:
-        raise click.UsageError("import needs --public-key-pem")
+        raise missing_flag("public-key-pem")
     if options["mode"] in ("local", "provider") and not options["private_key_pem"]:
-        raise click.UsageError(f"import in mode {options['mode']} needs --private-key-pem")
+        raise missing_flag("private-key-pem")  # (otdfctl's import is local only)
     _create(platform, **options, action="Failed to import kas key")
 
 
@@ -374,7 +385,9 @@ def update(platform, id_, label, force_replace_labels, as_json):
 def rotate(platform, old_key, kas, key_id, algorithm, mode, wrapping_key_id, wrapping_key, provider_config_id,
            public_key_pem, private_key_pem, label, as_json):
     """Replace a key: the new one (--key-id) becomes active, the old one (--key) still unwraps."""
-    old = find_key(old_key, kas=kas)
+    precheck(platform, mode, wrapping_key, public_key_pem)  # as otdfctl: the flags before the old key
+    with failure("Invalid key identifier"):
+        old = find_key(old_key, kas=kas)
     new_mode = normalize_mode(mode)
     if new_mode in ("provider", "remote") and not provider_config_id and old.provider_config is not None:
         provider_config_id = old.provider_config.id  # the old key's provider, unless another is named
