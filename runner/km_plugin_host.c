@@ -20,6 +20,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <signal.h>
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/uio.h>
@@ -159,7 +161,13 @@ static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
  * at most 1-2 ticks. Handing the role over before every request instead woke
  * a second thread per call, ~10 us of the round trip on 2 cores, and a
  * per-request timer (timerfd) cost as much to arm and disarm in a VM
- * (docs/performance.md). The watcher sleeps after IDLE_TICKS without work. */
+ * (docs/performance.md). Once it has seen a request outlast a tick, the watcher
+ * stops ticking and waits in poll for the next request to arrive (then it
+ * passes the role, at once) or for that request to end (inline_end kicks an
+ * eventfd): ticking through a 5 ms KMS call woke it 5-6 times per call, and
+ * passing the role on every slow call woke a second worker per call and moved
+ * each call to another thread (~150 us of CPU per aws-kms call in this VM).
+ * The watcher sleeps after IDLE_TICKS without work. */
 
 #define PROMOTE_MS 1
 #define IDLE_TICKS 200
@@ -172,6 +180,8 @@ static int running;         /* ... and is running the request it read */
 static uint64_t started;    /* requests run by role holders */
 static uint64_t role_epoch; /* +1 each time the role changes hands */
 static int watcher_asleep;
+static int watcher_polling; /* the watcher waits in poll for the running slow request */
+static int watcher_kick = -1; /* eventfd: the slow request ended (inline_end), stop waiting */
 static int hand_over_now;   /* no watcher: the role passes on before each request (a plain pool) */
 static __thread int timed;  /* this worker runs a request holding the role */
 static __thread uint64_t my_epoch; /* the role_epoch at which this worker took the role */
@@ -211,8 +221,14 @@ static void inline_end(void)
         return;
     timed = 0;
     pthread_mutex_lock(&role_lock);
-    if (role_epoch == my_epoch) /* else the watcher passed the role on: `running` is the new holder's */
+    if (role_epoch == my_epoch) { /* else the watcher passed the role on: `running` is the new holder's */
         running = 0;
+        if (watcher_polling) { /* it waits for this request: let it go back to ticking */
+            watcher_polling = 0;
+            uint64_t one = 1;
+            if (write(watcher_kick, &one, sizeof one) < 0) { /* full or failed: it wakes anyway */ }
+        }
+    }
     pthread_mutex_unlock(&role_lock);
 }
 
@@ -233,8 +249,24 @@ static void *watcher(void *arg)
         pthread_mutex_unlock(&role_lock);
         nanosleep(&tick, NULL);
         pthread_mutex_lock(&role_lock);
-        if (running && started == seen) /* the same request as a tick ago: let another worker read */
+        if (running && started == seen && watcher_kick >= 0) {
+            /* The same request as a tick ago, a slow one (a KMS round trip): instead of ticking
+             * through it, wait in poll until the next request arrives (then let another worker
+             * read it) or this one ends (inline_end kicks). No hand-off when nothing is waiting:
+             * the worker that ran it reads the next request. */
+            watcher_polling = 1;
+            pthread_mutex_unlock(&role_lock);
+            struct pollfd ready[2] = {{sock, POLLIN, 0}, {watcher_kick, POLLIN, 0}};
+            poll(ready, 2, -1); /* EOF or an error on the socket also end it: the next reader sees them */
+            uint64_t n;
+            if (ready[1].revents && read(watcher_kick, &n, sizeof n) < 0) { /* nothing to clear */ }
+            pthread_mutex_lock(&role_lock);
+            watcher_polling = 0;
+            if (running && started == seen)
+                pass_role();
+        } else if (running && started == seen) { /* no eventfd: pass the role after the tick, as before */
             pass_role();
+        }
         idle = !running && started == seen ? idle + 1 : 0;
         seen = started;
     }
@@ -568,6 +600,7 @@ int main(int argc, char **argv)
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     hello();
     pthread_t watch;
+    watcher_kick = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (workers > 1 && pthread_create(&watch, NULL, watcher, NULL) != 0)
         hand_over_now = 1;
     for (int i = 1; i < workers; i++) {
