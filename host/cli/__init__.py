@@ -63,7 +63,13 @@ PERSISTENT_OPTIONS = ("--host", "--with-access-token", "--with-client-creds-file
 
 
 def hoist_persistent(args: list[str]) -> list[str]:
-    """The persistent options (each with its value) first, everything else in its order; `--` ends the scan."""
+    """Under `policy` only (`serve` and `doctor` have a --host of their own): the persistent options
+    found after `policy` (each with its value) move in front of it, the rest keep their order; `--`
+    ends the scan."""
+    if "policy" not in args:
+        return args
+    start = args.index("policy")
+    head, args = args[:start], args[start:]
     front: list[str] = []
     rest: list[str] = []
     i = 0
@@ -83,7 +89,7 @@ def hoist_persistent(args: list[str]) -> list[str]:
             continue
         rest.append(a)
         i += 1
-    return front + rest
+    return head + front + rest
 
 
 class PersistentGroup(click.Group):

@@ -235,3 +235,39 @@ def test_kas_keys_import_key_failure_missing_wrapping_key(otdfctl, kas, uid):
     r = otdfctl(KEY, "import", "--key-id", f"imw-{uid}", "--algorithm", "rsa:2048", "--kas", kas["id"],
                 "--wrapping-key-id", "w", "--public-key-pem", pem, "--private-key-pem", pem, ok=False)
     assert 'required flag(s) "wrapping-key" not set' in r.text
+
+
+# ---- the persistent flags stay under `policy` ------------------------------------------
+
+def test_serve_keeps_its_own_host_flag(tmp_path):
+    """`serve --host ADDR` is the listen address, not otdfctl's --host: only flags after `policy` move.
+    (127.0.0.2, not the default 127.0.0.1, so a --host taken by the wrong command shows.)"""
+    import time
+
+    import httpx
+
+    from tests.server.conftest import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
+    env.update({"PLATFORM_STATE_DIR": str(tmp_path / "state"), "PLATFORM_ADMIN_TOKENS": os.urandom(12).hex(),
+                "PLATFORM_ROOT_KEY": os.urandom(32).hex(),
+                "PLATFORM_DB_URL": f"sqlite:///{tmp_path / 'state' / 'platform.db'}"})
+    (tmp_path / "state").mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", "from host.cli import run; run()", "serve", "--host", "127.0.0.2",
+                             "--port", str(port), "--workers", "1"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            try:
+                if httpx.get(f"http://127.0.0.2:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "serve --host 127.0.0.2 did not come up"
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
