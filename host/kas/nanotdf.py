@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
+from functools import cached_property
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -35,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from host import crypto
 from host.errors import InvalidArgument, PermissionDenied
 
 MAGIC = b"L1L"
@@ -67,10 +69,14 @@ class NanoHeader:
     binding: bytes           # the binding section as written (GMAC: 8 bytes; ECDSA: len, r, len, s)
     ephemeral_key: bytes     # compressed point
 
+    @cached_property
+    def policy_digest(self) -> bytes:
+        """SHA-256 of the policy body: what every binding form covers (computed once a header)."""
+        return crypto.sha256(self.policy_body)
+
     def unkeyed_binding(self) -> bool:
         """Whether the binding is the unkeyed form (GMAC mode only); no key needed to tell."""
-        return not self.ecdsa_binding and hmac.compare_digest(
-            hashlib.sha256(self.policy_body).digest()[-GMAC_LENGTH:], self.binding)
+        return not self.ecdsa_binding and hmac.compare_digest(self.policy_digest[-GMAC_LENGTH:], self.binding)
 
     def check_signature(self, ephemeral_public_key: ec.EllipticCurvePublicKey) -> None:
         """ECDSA mode: the ephemeral key signed SHA-256(policy body)."""
@@ -78,14 +84,14 @@ class NanoHeader:
         r, s = self.binding[1:1 + r_len], self.binding[2 + r_len:]
         signature = encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
         try:
-            ephemeral_public_key.verify(signature, hashlib.sha256(self.policy_body).digest(),
+            ephemeral_public_key.verify(signature, self.policy_digest,
                                         ec.ECDSA(Prehashed(hashes.SHA256())))
         except InvalidSignature:
             raise PermissionDenied(MISMATCH) from None
 
     def check_gmac(self, dek: bytes) -> None:
         """GMAC mode: the binding is the GMAC of SHA-256(policy body) under the payload key."""
-        tag = AESGCM(dek).encrypt(GMAC_NONCE, b"", hashlib.sha256(self.policy_body).digest())
+        tag = AESGCM(dek).encrypt(GMAC_NONCE, b"", self.policy_digest)
         if not hmac.compare_digest(tag[:GMAC_LENGTH], self.binding):
             raise PermissionDenied(MISMATCH)
 

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 import logging
@@ -309,8 +308,7 @@ class Rewrapper:
             except errors.CryptoError:
                 raise errors.PermissionDenied(f"the wrapped key does not unwrap with key {key.key_id!r} "
                                               "(wrapped to another key or KAS, or altered)") from None
-        # OpenSSL one-shot; the constructor rather than the name "sha256" (1.7 against 2.9 us)
-        expected = hmac.digest(dek, policy_body.encode("utf-8"), hashlib.sha256)
+        expected = crypto.hmac_sha256(dek, policy_body.encode("utf-8"))
         if not hmac.compare_digest(expected, binding):
             raise errors.PermissionDenied("policy binding mismatch: the policy or the key access object was altered")
         return dek

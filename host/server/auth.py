@@ -21,7 +21,6 @@ message: the caller learns nothing about why.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import os
@@ -29,6 +28,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Mapping
 
+from host import crypto
 from host.errors import InvalidArgument, PermissionDenied, Unauthenticated
 
 ADMIN = "admin"
@@ -65,7 +65,7 @@ def public_key_role(env: Mapping[str, str] | None = None) -> str:
 
 
 def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8")).digest()
+    return crypto.sha256(token.encode("utf-8"))
 
 
 class StaticTokens:
