@@ -222,17 +222,43 @@ from host.cli import config as _config  # noqa: E402,F401
 from host.cli import doctor as _doctor  # noqa: E402,F401
 
 
+def json_errors(args: list[str]) -> bool:
+    """otdfctl's --json on a `policy ...` command: its errors are JSON too (handleExecuteError, ExitWithError)."""
+    if "policy" not in args:
+        return False
+    rest = args[args.index("policy") + 1:]
+    if "--" in rest:
+        rest = rest[:rest.index("--")]
+    return any(a == "--json" or a.lower() in ("--json=true", "--json=1") for a in rest)
+
+
+def _json_error(message: str) -> None:
+    """otdfctl's error with --json: {"message", "status": "ERROR"} on stderr, exit 1."""
+    from host.cli import gojson
+
+    gojson.echo(gojson.status_json("ERROR", message), err=True)
+    sys.exit(1)
+
+
 def run() -> None:
-    """Entry point wrapper: PlatformError -> one line on stderr, exit 1, no traceback."""
+    """Entry point wrapper: PlatformError -> one line on stderr, exit 1, no traceback (with --json on a
+    policy command, otdfctl's JSON error instead)."""
+    as_json = json_errors(sys.argv[1:])
     try:
         main.main(standalone_mode=False)
     except click.exceptions.Abort:
+        if as_json:
+            _json_error("aborted")
         click.echo("aborted", err=True)
         sys.exit(1)
     except click.ClickException as e:
+        if as_json:
+            _json_error(getattr(e, "cobra_message", None) or e.format_message())
         e.show()
         sys.exit(e.exit_code)
     except PlatformError as e:
+        if as_json:
+            _json_error(e.message)
         click.echo(f"error: {e.message} [{e.code}]", err=True)  # the Connect code, e.g. permission_denied
         sys.exit(1)
     except SystemExit:

@@ -18,7 +18,9 @@ from host.errors import PlatformError
 
 
 def missing_flag(name: str, ctx: click.Context | None = None) -> click.UsageError:
-    return click.UsageError(f'required flag(s) "{name}" not set (--{name})', ctx=ctx)
+    err = click.UsageError(f'required flag(s) "{name}" not set (--{name})', ctx=ctx)
+    err.cobra_message = f'required flag(s) "{name}" not set'  # the --json error's message, cobra's exactly
+    return err
 
 
 class CobraCommand(click.Command):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import click
 
-from host.cli import kas_registry, records
+from host.cli import gojson, kas_registry, records
 from host.cli.cobra import failure
 from host.cli.remote import api
 from host.cli.output import echo_fields, echo_json, echo_page_footer, echo_table, format_labels, pagination, \
@@ -20,7 +20,7 @@ from host.errors import InvalidArgument
 from host.server import newer_fields
 from host.server.protos import common_pb2, kasregistry_pb2 as kr
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print the OpenTDF JSON shape.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON as otdfctl does.")
 
 
 def kas_json_doc(kas) -> dict:
@@ -29,10 +29,20 @@ def kas_json_doc(kas) -> dict:
                          "updated_at": rfc3339(kas.updated_at)}}
 
 
-def echo_kas(kas, as_json: bool) -> None:
+def echo_kas_message(message, as_json: bool) -> None:
+    """A policy.KeyAccessServer: otdfctl's --json (host.cli.gojson), or the fields."""
     if as_json:
-        echo_json(kas_json_doc(kas))
-        return
+        gojson.echo_message(message)
+    else:
+        echo_kas(records.kas(message), False)
+
+
+def _got(id_: str):
+    """The entry as otdfctl prints it after create/update: read back by id."""
+    return api().kr("GetKeyAccessServer", kr.GetKeyAccessServerRequest(kas_id=id_)).key_access_server
+
+
+def echo_kas(kas, as_json: bool) -> None:
     echo_fields([("Id", kas.id), ("Name", kas.name), ("URI", kas.uri), ("Labels", format_labels(kas.labels)),
                  ("Created At", rfc3339(kas.created_at)), ("Updated At", rfc3339(kas.updated_at))])
 
@@ -51,7 +61,10 @@ def create(platform, uri, name, labels, as_json):
         req.metadata.labels.update(label_map)
     with failure("Failed to create Registered KAS entry"):
         made = api().kr("CreateKeyAccessServer", req).key_access_server
-    echo_kas(records.kas(made), as_json)
+    if as_json:
+        with failure("Failed to create Registered KAS entry"):
+            made = _got(made.id)
+    echo_kas_message(made, as_json)
 
 
 @kas_registry.command("update")
@@ -75,7 +88,10 @@ def update(platform, id_, uri, name, labels, force_replace_labels, as_json):
                                         else common_pb2.METADATA_UPDATE_ENUM_EXTEND)
     with failure(f"Failed to update Registered KAS entry ({id_})"):
         updated = api().kr("UpdateKeyAccessServer", req).key_access_server
-    echo_kas(records.kas(updated), as_json)
+    if as_json:
+        with failure(f"Failed to update Registered KAS entry ({id_})"):
+            updated = _got(updated.id)
+    echo_kas_message(updated, as_json)
 
 
 @kas_registry.command("delete")
@@ -89,14 +105,18 @@ def delete(platform, id_, force, as_json):
         click.confirm(f"Delete KAS {id_}?", abort=True)
     with failure(f"Failed to delete Registered KAS entry ({id_})"):
         deleted = api().kr("DeleteKeyAccessServer", kr.DeleteKeyAccessServerRequest(id=id_)).key_access_server
-    echo_kas(records.kas(deleted), as_json)
+    echo_kas_message(deleted, as_json)
 
 
 def get_kas(ref: str, id_=None, uri=None, name=None) -> records.Kas:
+    return records.kas(get_kas_message(ref, id_, uri, name))
+
+
+def get_kas_message(ref: str, id_=None, uri=None, name=None):
     """A KAS by the field a flag names, or by the shape of a bare REF (UUID, URL or name)."""
     ident = {"kas_id": id_} if id_ else {"uri": uri} if uri else {"name": name} if name else \
         records.kas_identifier(ref)
-    return records.kas(api().kr("GetKeyAccessServer", kr.GetKeyAccessServerRequest(**ident)).key_access_server)
+    return api().kr("GetKeyAccessServer", kr.GetKeyAccessServerRequest(**ident)).key_access_server
 
 
 @kas_registry.command("get")
@@ -111,12 +131,13 @@ def get(platform, ref, id_, uri, name, as_json):
     given = [v for v in (ref, id_, uri, name) if v is not None]
     if len(given) != 1:
         raise InvalidArgument("give exactly one of REF, --id, --uri or --name")
-    kas = get_kas(given[0], id_=id_, uri=uri, name=name)
+    message = get_kas_message(given[0], id_=id_, uri=uri, name=name)
+    kas = records.kas(message)
     # A flag says what the value is; do not let e.g. --name match another KAS's URI.
     for flag, value, actual in (("--id", id_, kas.id), ("--uri", uri, kas.uri), ("--name", name, kas.name)):
         if value is not None and value != actual and not (flag == "--id" and value.lower() == actual):
             raise InvalidArgument(f"no KAS with {flag} {value!r} (it matches KAS {kas.name!r} by another field)")
-    echo_kas(kas, as_json)
+    echo_kas_message(message, as_json)
 
 
 @kas_registry.command("list")
@@ -135,8 +156,7 @@ def list_(platform, limit, offset, sort_field, order, search, as_json):
             search or None))
     items, total = [records.kas(k) for k in resp.key_access_servers], resp.pagination.total
     if as_json:
-        echo_json({"key_access_servers": [kas_json_doc(k) for k in items],
-                   "pagination": pagination(offset, len(items), total)})
+        gojson.echo_message(resp)
         return
     echo_table(("ID", "NAME", "URI", "LABELS"), [(k.id, k.name, k.uri, format_labels(k.labels)) for k in items])
     echo_page_footer(offset, len(items), total)

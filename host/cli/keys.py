@@ -25,7 +25,7 @@ import click
 
 from host import crypto
 from host import crypto, errors
-from host.cli import kas_registry, records
+from host.cli import gojson, kas_registry, records
 from host.cli.output import base_key_json, echo_json, echo_page_footer, echo_table, format_labels, key_json, pagination
 from host.cli.cobra import LegacyFlag, OtdfctlChoice, failure, missing_flag
 from host.cli.remote import api
@@ -90,9 +90,17 @@ def _is_base64_pem(value: str) -> bool:
         return False
 
 
+def _print_kas_key(message, as_json: bool) -> None:
+    """A policy.KasKey: otdfctl's --json (host.cli.gojson), or the table."""
+    if as_json:
+        gojson.echo_message(message)
+    else:
+        _print_key(records.key(message), False)
+
+
 def _print_key(key, as_json: bool) -> None:
     if as_json:
-        echo_json(key_json(key))
+        gojson.echo_message(key.message)
         return
     pc = key.provider_config
     echo_table(("FIELD", "VALUE"), [
@@ -272,7 +280,7 @@ def _create(platform, kas, key_id, algorithm, mode, wrapping_key_id, wrapping_ke
     _metadata(req, _labels(label))
     with failure(action):
         made = api().kr("CreateKey", req).kas_key
-    _print_key(records.key(made), as_json)
+    _print_kas_key(made, as_json)
 
 
 def _mode_enum(mode: str) -> int:
@@ -309,6 +317,8 @@ def import_(platform, **options):
 def get(platform, key_ref, kas, id_, key_id, as_json):
     """Get a key by --key (UUID or key id) and, if needed, --kas."""
     given = [v for v in (key_ref, id_, key_id) if v]
+    if not given:
+        raise missing_flag("key")  # cobra's words (otdfctl marks --key required)
     if len(given) != 1:
         raise click.UsageError("give --key (the key's UUID or key id)")
     with failure("Failed to get kas key"):
@@ -338,10 +348,10 @@ def list_(platform, kas, algorithm, legacy, limit, offset, sort_field, order, se
         req.legacy = legacy
     with failure("Failed to list kas keys"):  # as otdfctl: an empty --search is none
         resp = api().kr("ListKeys", newer_fields.with_search(req, search or None))
-    keys, total = [records.key(k) for k in resp.kas_keys], resp.pagination.total
-    if as_json:
-        echo_json({"kas_keys": [key_json(k) for k in keys], "pagination": pagination(offset, len(keys), total)})
+    if as_json:  # the whole ListKeysResponse
+        gojson.echo_message(resp)
         return
+    keys, total = [records.key(k) for k in resp.kas_keys], resp.pagination.total
     echo_table(("ID", "KAS", "KEY_ID", "ALGORITHM", "MODE", "STATUS", "PROVIDER"),
                [(k.id, k.kas_uri, k.key_id, k.algorithm, k.mode, k.status,
                  k.provider_config.name if k.provider_config else "-") for k in keys])
@@ -365,7 +375,10 @@ def update(platform, id_, label, force_replace_labels, as_json):
                                         else common_pb2.METADATA_UPDATE_ENUM_EXTEND)
     with failure("Failed to update kas key"):
         updated = api().kr("UpdateKey", req).kas_key
-    _print_key(records.key(updated), as_json)
+    if as_json:  # as otdfctl: the key read back
+        with failure("Failed to get kas key"):
+            updated = api().kr("GetKey", kr.GetKeyRequest(id=updated.key.id)).kas_key
+    _print_kas_key(updated, as_json)
 
 
 @key.command("rotate")
@@ -407,8 +420,10 @@ def rotate(platform, old_key, kas, key_id, algorithm, mode, wrapping_key_id, wra
     with failure("Failed to rotate key"):
         resp = api().kr("RotateKey", kr.RotateKeyRequest(id=old.id, new_key=new_key))
     new, rotated = records.key(resp.kas_key), records.key(resp.rotated_resources.rotated_out_key)
-    if as_json:
-        echo_json({"kas_key": key_json(new), "rotated_resources": {"rotated_out_key": key_json(rotated)}})
+    if as_json:  # otdfctl's RotateKeyResult: its two fields have no omitempty
+        gojson.echo({"kas_key": gojson.go_json(resp.kas_key if resp.HasField("kas_key") else None),
+                     "rotated_resources": gojson.go_json(resp.rotated_resources
+                                                         if resp.HasField("rotated_resources") else None)})
     else:
         click.echo(f"rotated {rotated.key_id} -> {new.key_id} ({new.algorithm}, {new.mode}) on {new.kas_uri}")
 
@@ -418,13 +433,6 @@ def base():
     """The platform's base key (published in the well-known configuration)."""
 
 
-def _print_base(key, as_json: bool) -> None:
-    if as_json:
-        echo_json(None if key is None else base_key_json(key))
-    else:
-        _print_key(key, False)
-
-
 @base.command("get")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
@@ -432,15 +440,13 @@ def base_get(platform, as_json):
     """Show the base key."""
     with failure("Failed to get base key"):
         resp = api().kr("GetBaseKey", kr.GetBaseKeyRequest())
-    if not resp.HasField("base_key"):
-        if as_json:  # JSON null for scripts
-            _print_base(None, True)
-            return
-        raise errors.NotFound("No base key found: set one with `key base set --key KEY`")  # as otdfctl's
-    if as_json:
-        _print_base(records.simple_key(resp.base_key), True)
+    if not resp.HasField("base_key"):  # otdfctl's ExitWithError("No base key found", nil)
+        raise errors.NotFound("No base key found" if as_json else
+                              "No base key found: set one with `key base set --key KEY`")
+    if as_json:  # the policy.SimpleKasKey
+        gojson.echo_message(resp.base_key)
     else:  # the table shows the whole key
-        _print_base(records.key(api().kr("GetKey", kr.GetKeyRequest(key=kr.KasKeyIdentifier(
+        _print_key(records.key(api().kr("GetKey", kr.GetKeyRequest(key=kr.KasKeyIdentifier(
             kas_id=resp.base_key.kas_id, kid=resp.base_key.public_key.kid))).kas_key), False)
 
 
@@ -455,12 +461,12 @@ def base_set(platform, key_ref, kas, as_json):
         target = find_key(key_ref, kas=kas)
     with failure("Failed to set base key"):
         resp = api().kr("SetBaseKey", kr.SetBaseKeyRequest(id=target.id))
+    if as_json:  # the whole SetBaseKeyResponse
+        gojson.echo_message(resp)
+        return
     new = records.simple_key(resp.new_base_key)
     previous = records.simple_key(resp.previous_base_key) if resp.HasField("previous_base_key") else None
-    if as_json:
-        echo_json({"new_base_key": base_key_json(new),
-                   "previous_base_key": None if previous is None else base_key_json(previous)})
-    else:
+    if True:
         click.echo(f"base key: {new.key_id} on {new.kas_uri}"
                    + (f" (was {previous.key_id} on {previous.kas_uri})" if previous else ""))
 
@@ -492,8 +498,8 @@ def list_mappings(platform, id_, key_id, kas, key_ref, limit, offset, as_json):
     elif key_ref:
         req.id = find_key(key_ref, kas=kas).id
     resp = api().kr("ListKeyMappings", req)  # the server's answer is always empty (see the README)
-    if as_json:
-        echo_json({"key_mappings": [], "pagination": pagination(offset, 0, resp.pagination.total)})
+    if as_json:  # the whole ListKeyMappingsResponse
+        gojson.echo_message(resp)
     else:
         click.echo("no key mappings (this platform serves no attributes or namespaces)")
 
@@ -520,7 +526,7 @@ def unsafe_delete(platform, id_, key_id, kas_uri, force, as_json):
     with failure(f"Failed to delete key ({id_})"):
         resp = api().unsafe("UnsafeDeleteKasKey", unsafe_pb2.UnsafeDeleteKasKeyRequest(id=id_, kid=key_id,
                                                                                        kas_uri=kas_uri))
-    _print_key(records.key(resp.key), as_json)
+    _print_kas_key(resp.key, as_json)
 
 
 @unsafe.command("update")
@@ -554,4 +560,4 @@ def unsafe_update(platform, id_, mode, provider_config_id, force, as_json):
     with failure("Failed to update kas key"):
         resp = api().unsafe("UnsafeUpdateKey", newer_fields.UnsafeUpdateKeyRequest(
             id=id_, target_key_mode=target, provider_config_id=provider_config_id or ""))
-    _print_key(records.key(resp.key), as_json)
+    _print_kas_key(resp.key, as_json)

@@ -2,8 +2,9 @@
 
 Flags follow otdfctl (`--name/-n --manager/-m --config/-c --label/-l`,
 `--id/-i`); the seed document's spellings `provider-config` and
-`--config-json` work too. `--json` prints the OpenTDF JSON shape, with
-config_json as base64 of the stored bytes (protobuf JSON encoding). Every
+`--config-json` work too. `--json` prints what otdfctl prints (Go's encoding/json
+of the proto struct, host.cli.gojson), config_json base64 of the stored bytes with
+secret values redacted unless --show-config. Every
 call goes through host.cli.remote (the API, or its handlers in this process).
 """
 
@@ -18,6 +19,7 @@ import click
 
 from host import plaintext
 from host.cli import keymanagement, records
+from host.cli import gojson
 from host.cli.cobra import CobraGroup, failure, missing_flag
 from host.cli.remote import api
 from host.cli.output import echo_fields, echo_json, echo_page_footer, echo_table, format_labels, pagination, \
@@ -57,6 +59,22 @@ def config_json_doc(cfg, reveal: bool = False) -> dict:
         "metadata": {"labels": cfg.labels, "created_at": rfc3339(cfg.created_at),
                      "updated_at": rfc3339(cfg.updated_at)},
     }
+
+
+def config_message(pc, reveal: bool = False):
+    """A KeyProviderConfig as printed: secret values of config_json redacted unless `reveal`."""
+    out = type(pc)()
+    out.CopyFrom(pc)
+    if not reveal:
+        out.config_json = plaintext.redact(bytes(pc.config_json))
+    return out
+
+
+def echo_config_message(pc, as_json: bool, show_config: bool = False) -> None:
+    if as_json:
+        gojson.echo_message(config_message(pc, reveal=show_config))
+    else:
+        echo_config(records.provider_config(pc), False, show_config)
 
 
 def _config_summary(cfg) -> str:
@@ -157,10 +175,14 @@ def create(platform, name, manager, config, labels, validate, as_json, show_conf
         req.metadata.labels.update(label_map)
     with failure("Failed to create provider config"):
         made = api().km("CreateProviderConfig", req).provider_config
-    echo_config(records.provider_config(made), as_json, show_config)
+    echo_config_message(made, as_json, show_config)
 
 
 def get_config(id_=None, name=None, manager=None) -> records.ProviderConfig:
+    return records.provider_config(get_config_message(id_, name, manager))
+
+
+def get_config_message(id_=None, name=None, manager=None):
     """By --id, by --name and --manager, or by --name alone when one manager has that name (the seed
     document's form; otdfctl and the API refuse it, so it is a walk of the list here)."""
     # otdfctl's flag groups (cobra's words): [name manager] together, one of [id name], not both
@@ -178,10 +200,10 @@ def get_config(id_=None, name=None, manager=None) -> records.ProviderConfig:
     # by name: otdfctl's `name_manager` identifier (newer than the 0.11.0 protos)
     req = km.GetProviderConfigRequest(id=id_) if id_ is not None else \
         newer_fields.with_name_manager(km.GetProviderConfigRequest(), name, manager)
-    return records.provider_config(api().km("GetProviderConfig", req).provider_config)
+    return api().km("GetProviderConfig", req).provider_config
 
 
-def by_name(name: str) -> records.ProviderConfig:
+def by_name(name: str):
     wanted = name.lower()  # names are stored lower-case and matched so
     found = [c for c in records.walk(
         lambda off: api().km("ListProviderConfigs", km.ListProviderConfigsRequest(pagination=records.page(None, off))),
@@ -192,7 +214,7 @@ def by_name(name: str) -> records.ProviderConfig:
         managers = ", ".join(sorted(c.manager for c in found))
         raise InvalidArgument(f"several provider configs are named {wanted!r} (managers: {managers}); "
                               f"give --manager to choose one")
-    return records.provider_config(found[0])
+    return found[0]
 
 
 @provider.command("get")
@@ -205,8 +227,8 @@ def by_name(name: str) -> records.ProviderConfig:
 def get(platform, id_, name, manager, show_config, as_json):
     """Get a provider configuration by --id, or by --name (and --manager when several share the name)."""
     with failure("Failed to get provider config"):
-        cfg = get_config(id_, name, manager)
-    echo_config(cfg, as_json, show_config)
+        cfg = get_config_message(id_, name, manager)
+    echo_config_message(cfg, as_json, show_config)
 
 
 @provider.command("list")
@@ -221,8 +243,11 @@ def list_(platform, limit, offset, as_json, show_config):
         resp = api().km("ListProviderConfigs", km.ListProviderConfigsRequest(pagination=records.page(limit, offset)))
     items, total = [records.provider_config(c) for c in resp.provider_configs], resp.pagination.total
     if as_json:
-        echo_json({"provider_configs": [config_json_doc(c, reveal=show_config) for c in items],
-                   "pagination": pagination(offset, len(items), total)})
+        shown = type(resp)()
+        shown.CopyFrom(resp)
+        for c in shown.provider_configs:
+            c.CopyFrom(config_message(c, reveal=show_config))
+        gojson.echo_message(shown)
         return
     echo_table(("ID", "NAME", "MANAGER", "LABELS", "UPDATED AT"),
                [(c.id, c.name, c.manager, format_labels(c.labels), rfc3339(c.updated_at)) for c in items])
@@ -262,7 +287,7 @@ def update(platform, id_, name, manager, config, labels, extend_labels, validate
                                         else common_pb2.METADATA_UPDATE_ENUM_REPLACE)
     with failure("Failed to update provider config"):
         updated = api().km("UpdateProviderConfig", req).provider_config
-    echo_config(records.provider_config(updated), as_json, show_config)
+    echo_config_message(updated, as_json, show_config)
 
 
 @provider.command("delete")
@@ -279,8 +304,8 @@ def delete(platform, id_, force, as_json):
                       err=True)
     with failure("Failed to delete provider config"):
         deleted = api().km("DeleteProviderConfig", km.DeleteProviderConfigRequest(id=id_)).provider_config
-    if as_json:
-        echo_json({"id": deleted.id, "name": deleted.name, "manager": deleted.manager})
+    if as_json:  # otdfctl: ExitWithJSON(nil)
+        gojson.echo(None)
     else:
         click.echo(f"deleted provider config {deleted.id} ({deleted.name}, manager {deleted.manager})")
 

@@ -62,6 +62,7 @@ class Key:
     labels: dict = field(default_factory=dict)
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
+    message: object = field(default=None, repr=False, compare=False)  # the policy.KasKey it was read from
 
 
 def _times(md):
@@ -91,7 +92,7 @@ def key(kas_key) -> Key:
     return Key(ak.id, ak.key_id, kas_key.kas_id, kas_key.kas_uri, ALGORITHMS.get(ak.key_algorithm, "unspecified"),
                KEY_STATUSES.get(ak.key_status, "unspecified"), KEY_MODES.get(ak.key_mode, "unspecified"), pem, ctx,
                provider_config(ak.provider_config) if ak.HasField("provider_config") else None, ak.legacy,
-               labels, created, updated)
+               labels, created, updated, kas_key)
 
 
 def simple_key(simple) -> Key:

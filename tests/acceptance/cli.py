@@ -101,7 +101,11 @@ class PlatformCli:
         out = self.run("policy", "kas-registry", "key", "create", "--key-id", key_id, "--algorithm", algorithm,
                        "--mode", mode, "--provider-config-id", provider_id, *extra, "--json").stdout
         doc = json.loads(out)["key"]
-        assert (doc["key_id"], doc["key_mode"], doc["key_algorithm"]) == (key_id, mode, algorithm)
+        from host.server.convert import ALGORITHMS, KEY_MODES
+
+        # --json is otdfctl's (Go's encoding/json of the proto struct): enums are numbers
+        assert (doc["key_id"], KEY_MODES[doc["key_mode"]], ALGORITHMS[doc["key_algorithm"]]) == \
+            (key_id, mode, algorithm)
         return doc
 
     def get_key(self, key_id: str) -> dict:

@@ -17,7 +17,13 @@ from click.testing import CliRunner
 
 from host import crypto
 from host.cli import main
+from host.server.convert import ALGORITHMS, KEY_MODES, KEY_STATUSES
 from tests.server.conftest import ROOT, start_server
+
+# --json is otdfctl's: Go's encoding/json of the proto structs (host.cli.gojson), so enums are numbers
+ALG = {name: n for n, name in ALGORITHMS.items()}
+MODE = {name: n for n, name in KEY_MODES.items()}
+STATUS = {name: n for n, name in KEY_STATUSES.items()}
 
 FILE_KEK = ROOT / "build" / "plugins" / "file-kek-manager.so"
 
@@ -157,7 +163,7 @@ def test_create_get_list_update_delete_provider_configuration(cli, uid):
                   "--extend-labels")
     assert base64.b64decode(up["config_json"]) == b'{"region": "s"}' and up["metadata"]["labels"] == {"a": "1", "b": "2"}
     gone = cli.json(*P, "delete", "--id", made["id"], "--force")
-    assert gone == {"id": made["id"], "name": f"p-{uid}", "manager": "aws-kms"}
+    assert gone is None  # otdfctl's delete: ExitWithJSON(nil)
     assert "not found" in cli(*P, "get", "--id", made["id"], ok=False).text
 
 
@@ -225,7 +231,8 @@ def test_delete_registered_kas(cli, kas):
                                        "hpqt:secp384r1-mlkem1024", "mlkem:768", "mlkem:1024"])
 def test_kas_keys_create_key_local_mode(cli, kas, uid, algorithm):
     made = local_key(cli, kas, f"l-{uid}", algorithm=algorithm)
-    assert (made["kas_id"], made["key"]["key_mode"], made["key"]["key_algorithm"]) == (kas["id"], "local", algorithm)
+    assert (made["kas_id"], made["key"]["key_mode"], made["key"]["key_algorithm"]) == \
+        (kas["id"], MODE["local"], ALG[algorithm])
     assert made["key"]["private_key_ctx"]["key_id"] == "root" and made["key"]["private_key_ctx"]["wrapped_key"]
     pem = base64.b64decode(made["key"]["public_key_ctx"]["pem"]).decode()
     assert pem.startswith("-----BEGIN PUBLIC KEY-----")
@@ -235,7 +242,7 @@ def test_kas_keys_create_key_public_key_mode(cli, kas, uid):
     pem = pem_b64()
     made = cli.json(*KEY, "create", "--kas", kas["name"], "--key-id", f"pk-{uid}", "-a", "rsa:2048",
                     "-m", "public_key", "--public-key-pem", pem)
-    assert made["key"]["public_key_ctx"]["pem"] == pem and made["key"]["private_key_ctx"] is None
+    assert made["key"]["public_key_ctx"]["pem"] == pem and "private_key_ctx" not in made["key"]  # unset: omitted
 
 
 def test_kas_keys_create_key_with_labels(cli, kas, uid):
@@ -332,7 +339,7 @@ def test_kas_keys_list_keys_filter_by_kas_and_algorithm_and_pagination(cli, kas,
     only_rsa = cli.json(*KEY, "list", "--kas", kas["id"], "--algorithm", "rsa:2048")
     assert only_rsa["kas_keys"] == [a]
     page = cli.json(*KEY, "list", "--kas", kas["id"], "--limit", "1", "--offset", "1")
-    assert page["kas_keys"] == [a] and page["pagination"] == {"current_offset": 1, "next_offset": 0, "total": 2}
+    assert page["kas_keys"] == [a] and page["pagination"] == {"current_offset": 1, "total": 2}  # next_offset 0: omitted
     assert b in cli.json(*KEY, "list", "--kas", kas["id"])["kas_keys"]
 
 
@@ -346,9 +353,9 @@ def test_kas_keys_rotate_key(cli, kas, uid):
     old = local_key(cli, kas, f"r1-{uid}")
     out = cli.json(*KEY, "rotate", "--key", f"r1-{uid}", "--kas", kas["id"], "--key-id", f"r2-{uid}",
                    "-a", "rsa:2048", "-m", "local", "--wrapping-key", cli.served.root_key_hex)
-    assert out["kas_key"]["key"]["key_id"] == f"r2-{uid}" and out["kas_key"]["key"]["key_status"] == "active"
+    assert out["kas_key"]["key"]["key_id"] == f"r2-{uid}" and out["kas_key"]["key"]["key_status"] == STATUS["active"]
     rotated = out["rotated_resources"]["rotated_out_key"]
-    assert rotated["key"]["id"] == old["key"]["id"] and rotated["key"]["key_status"] == "rotated"
+    assert rotated["key"]["id"] == old["key"]["id"] and rotated["key"]["key_status"] == STATUS["rotated"]
 
 
 def test_kas_keys_import_key_successful_legacy(cli, kas, uid):
@@ -395,7 +402,8 @@ def test_kas_keys_delete_key_failure_missing_kas_uri(cli):
 
 def test_kas_keys_list_mappings_are_empty(cli, kas, uid):
     local_key(cli, kas, f"mp-{uid}")
-    assert cli.json(*KEY, "list-mappings", "--key", f"mp-{uid}", "--kas", kas["id"])["key_mappings"] == []
+    out = cli.json(*KEY, "list-mappings", "--key", f"mp-{uid}", "--kas", kas["id"])
+    assert "key_mappings" not in out and out["pagination"] == {}  # empty and zero: omitted
 
 
 # ---- key-base.bats ----------------------------------------------------------------
@@ -407,7 +415,7 @@ def test_base_key_set_get_and_verify_previous_base_key(cli, kas, uid):
     assert set1["new_base_key"]["public_key"]["kid"] == f"b1-{uid}"
     set2 = cli.json(*KEY, "base", "set", "--key", f"b2-{uid}", "--kas", kas["name"])
     assert set2["new_base_key"] == {"kas_id": kas["id"], "kas_uri": kas["uri"], "public_key": {
-        "algorithm": "rsa:2048", "kid": f"b2-{uid}",
+        "algorithm": ALG["rsa:2048"], "kid": f"b2-{uid}",
         "pem": base64.b64decode(second["key"]["public_key_ctx"]["pem"]).decode()}}
     assert set2["previous_base_key"]["public_key"]["kid"] == f"b1-{uid}"
     assert cli.json(*KEY, "base", "get") == set2["new_base_key"]
@@ -430,7 +438,7 @@ def test_kas_keys_create_key_provider_mode_and_rotate(cli, kas, uid):
     pc = cli.json(*P, "create", "--name", f"fk-{uid}", "--manager", "file-kek", "--config", json.dumps(config))
     args = ("--kas", kas["id"], "-a", "ec:secp256r1", "-m", "provider", "-p", pc["id"], "--wrapping-key-id", "b")
     made = json.loads(cli(*KEY, "create", "--key-id", f"pv-{uid}", *args, "--json", plugins=[FILE_KEK]).stdout)
-    assert made["key"]["key_mode"] == "provider" and made["key"]["provider_config"]["id"] == pc["id"]
+    assert made["key"]["key_mode"] == MODE["provider"] and made["key"]["provider_config"]["id"] == pc["id"]
     assert made["key"]["private_key_ctx"]["key_id"] == "b"
     assert cli.json(*KEY, "get", "--key", made["key"]["id"]) == made  # stored as sent
     out = json.loads(cli(*KEY, "rotate", "--key", made["key"]["id"], "--key-id", f"pv2-{uid}", "-a", "ec:secp256r1",
@@ -558,7 +566,7 @@ def test_kas_keys_create_key_remote_mode(cli, kas, uid):
     made = json.loads(cli(*KEY, "create", "--kas", kas["id"], "--key-id", f"rmk-{uid}", "-a", "rsa:2048",
                           "-m", "remote", "-e", pem, "-p", pc["id"], "--wrapping-key-id", "wrapping-key-remote",
                           "--json", plugins=[FILE_KEK]).stdout)
-    assert (made["key"]["key_mode"], made["key"]["provider_config"]["id"]) == ("remote", pc["id"])
+    assert (made["key"]["key_mode"], made["key"]["provider_config"]["id"]) == (MODE["remote"], pc["id"])
     assert made["key"]["public_key_ctx"]["pem"] == pem
     assert made["key"]["private_key_ctx"]["key_id"] == "wrapping-key-remote"
 
@@ -662,7 +670,7 @@ def old_public_key(cli, kas, uid):
 
 def _rotate_fails(cli, old, uid, *args):
     r = cli(*KEY, "rotate", "--key", old["key"]["id"], "--key-id", f"new-{uid}", "-a", "rsa:2048", *args, ok=False)
-    assert cli.json(*KEY, "get", "--key", old["key"]["id"])["key"]["key_status"] == "active"  # nothing rotated
+    assert cli.json(*KEY, "get", "--key", old["key"]["id"])["key"]["key_status"] == STATUS["active"]  # nothing rotated
     return r
 
 
@@ -713,7 +721,7 @@ def _import(cli, kas, kid, *extra, private=None, ok=True):
 def test_kas_keys_import_key_successful(cli, kas, uid):
     made = json.loads(_import(cli, kas, f"is-{uid}", "--wrapping-key-id", "root",
                               "--wrapping-key", cli.served.root_key_hex).stdout)
-    assert made["key"]["key_id"] == f"is-{uid}" and made["key"]["legacy"] is False
+    assert made["key"]["key_id"] == f"is-{uid}" and "legacy" not in made["key"]  # false: omitted
     assert cli.json(*KEY, "get", "--key", made["key"]["id"]) == made
 
 
@@ -850,10 +858,11 @@ def test_kas_keys_import_key_successful_legacy_true_false(cli, kas, uid, legacy)
     private = crypto.generate_private_key("rsa:2048")
     made = cli.json(*_import_args(kas, f"il{legacy}-{uid}", private), "--wrapping-key-id", "test-wrapping-key",
                     "--wrapping-key", cli.served.root_key_hex, "--legacy", legacy)
-    assert (made["kas_id"], made["key"]["key_id"], made["key"]["key_mode"]) == (kas["id"], f"il{legacy}-{uid}", "local")
+    assert (made["kas_id"], made["key"]["key_id"], made["key"]["key_mode"]) == \
+        (kas["id"], f"il{legacy}-{uid}", MODE["local"])
     assert made["key"]["public_key_ctx"]["pem"] == pem_b64_of(private)
     assert made["key"]["private_key_ctx"]["key_id"] == "test-wrapping-key"
-    assert made["key"]["legacy"] is (legacy == "true")
+    assert made["key"].get("legacy", False) is (legacy == "true")  # false: omitted
 
 
 def test_kas_keys_import_key_failure_legacy_invalid(cli, kas, uid):
@@ -878,8 +887,8 @@ def test_kas_keys_create_key_remote_mode_missing_wrapping_key_id(cli, kas, uid):
     pc = file_kek_config(cli, uid)
     made = json.loads(cli(*KEY, "create", "--kas", kas["id"], "--key-id", f"rnw-{uid}", "-a", "rsa:2048",
                           "-m", "remote", "-e", pem_b64(), "-p", pc["id"], "--json", plugins=[FILE_KEK]).stdout)
-    assert made["key"]["key_mode"] == "remote" and made["key"]["provider_config"]["id"] == pc["id"]
-    assert not (made["key"]["private_key_ctx"] or {}).get("key_id")
+    assert made["key"]["key_mode"] == MODE["remote"] and made["key"]["provider_config"]["id"] == pc["id"]
+    assert not made["key"].get("private_key_ctx", {}).get("key_id")
     assert cli.json(*KEY, "get", "--key", made["key"]["id"]) == made
 
 
@@ -888,7 +897,7 @@ def test_kas_keys_create_key_provider_mode_missing_wrapping_key_id(cli, kas, uid
     pc = file_kek_config(cli, uid)
     made = json.loads(cli(*KEY, "create", "--kas", kas["id"], "--key-id", f"pnw-{uid}", "-a", "rsa:2048",
                           "-m", "provider", "-p", pc["id"], "--json", plugins=[FILE_KEK]).stdout)
-    assert made["key"]["key_mode"] == "provider" and made["key"]["private_key_ctx"]["key_id"] == ""
+    assert made["key"]["key_mode"] == MODE["provider"] and "key_id" not in made["key"]["private_key_ctx"]
 
 
 def test_kas_keys_get_key_failure_only_key_id_missing_kas_identifier(cli, uid):
@@ -920,10 +929,10 @@ def test_kas_keys_list_keys_default_limit_and_offset(cli, kas, uid):
     listed = cli.json(*KEY, "list")  # no --kas, no --limit: the newest, first page
     by_id = {k["key"]["id"]: k for k in listed["kas_keys"]}
     assert by_id[one["key"]["id"]] == one and by_id[two["key"]["id"]] == two
-    assert (one["key"]["key_algorithm"], two["key"]["key_algorithm"]) == ("rsa:2048", "ec:secp256r1")
-    assert one["key"]["public_key_ctx"]["pem"] == rsa and two["key"]["private_key_ctx"] is None
-    assert one["key"]["metadata"]["created_at"] and one["key"]["metadata"]["updated_at"]
-    assert listed["pagination"]["current_offset"] == 0 and listed["pagination"]["total"] >= 2
+    assert (one["key"]["key_algorithm"], two["key"]["key_algorithm"]) == (ALG["rsa:2048"], ALG["ec:secp256r1"])
+    assert one["key"]["public_key_ctx"]["pem"] == rsa and "private_key_ctx" not in two["key"]
+    assert one["key"]["metadata"]["created_at"]["seconds"] and one["key"]["metadata"]["updated_at"]["seconds"]
+    assert "current_offset" not in listed["pagination"] and listed["pagination"]["total"] >= 2
 
 
 def test_fail_to_get_provider_configuration_no_manager_with_name(cli, uid):
@@ -942,4 +951,5 @@ def test_base_key_get_initially_no_base_key_should_be_set_for_a_new_kas(cli, kas
         "--force")
     r = cli(*KEY, "base", "get", ok=False)
     assert "No base key found" in r.text and "[not_found]" in r.text and r.exit_code == 1
-    assert cli.json(*KEY, "base", "get") is None  # deliberate difference (README): --json prints null
+    r = cli(*KEY, "base", "get", "--json", ok=False)  # otdfctl: ExitWithError("No base key found", nil)
+    assert r.exception.message == "No base key found" and r.stdout == ""

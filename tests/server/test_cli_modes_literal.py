@@ -237,6 +237,82 @@ def test_kas_keys_import_key_failure_missing_wrapping_key(otdfctl, kas, uid):
     assert 'required flag(s) "wrapping-key" not set' in r.text
 
 
+
+# ---- --json: what otdfctl prints (Go's encoding/json of the proto structs) ----------------
+
+def _go_text(r) -> dict:
+    """The JSON on stdout, checked to be the text Go's encoder writes for it (two-space indent,
+    one final newline, the keys in struct order)."""
+    import json
+
+    from host.cli.gojson import dumps
+
+    doc = json.loads(r.stdout)
+    assert r.stdout == dumps(doc) + "\n"
+    return doc
+
+
+def test_kas_keys_create_key_public_key_mode_json_is_otdfctls(otdfctl, kas, uid):
+    pem = pem_b64()
+    made = _go_text(_create(otdfctl, kas, f"js-{uid}", "--algorithm", "rsa:2048", "--mode", "public_key",
+                            "--public-key-pem", pem, "--label", "b=2", "--label", "a=1", "--json", ok=True))
+    assert list(made) == ["kas_id", "key", "kas_uri"] and made["kas_id"] == kas["id"]
+    key = made["key"]
+    # enums as numbers; legacy false, private_key_ctx and provider_config unset: absent (jq: null)
+    assert (key["key_algorithm"], key["key_mode"], key["key_status"]) == (1, 4, 1)
+    assert "legacy" not in key and "private_key_ctx" not in key and "provider_config" not in key
+    assert key["public_key_ctx"] == {"pem": pem}
+    md = key["metadata"]
+    assert list(md["labels"]) == ["a", "b"] and set(md["created_at"]) <= {"seconds", "nanos"}
+    assert isinstance(md["created_at"]["seconds"], int)
+    got = _go_text(otdfctl(KEY, "get", "--key", key["id"], "--json"))
+    assert got == made
+    listed = _go_text(otdfctl(KEY, "list", "--kas", kas["id"], "--json"))
+    assert made in listed["kas_keys"] and listed["pagination"]["total"] >= 1
+
+
+def test_kas_registry_json_is_otdfctls(otdfctl, uid):
+    made = _go_text(otdfctl(KAS, "create", "--uri", f"https://js-{uid}.example.com", "--name", f"js-{uid}",
+                            "--json"))
+    assert list(made) == ["id", "uri", "name", "metadata"]  # no public_key, no kas_keys: absent
+    assert _go_text(otdfctl(KAS, "get", "--id", made["id"], "--json")) == made
+    gone = _go_text(otdfctl(KAS, "delete", "--id", made["id"], "--force", "--json"))
+    assert gone["id"] == made["id"]
+
+
+def test_provider_config_delete_json_is_null(otdfctl, uid):
+    made = _go_text(otdfctl(P, "create", "--name", f"jsn-{uid}", "--manager", "opentdf.io/basic", "--config", "{}",
+                            "--json"))
+    assert made["config_json"] == base64.b64encode(b"{}").decode()
+    assert otdfctl(P, "delete", "--id", made["id"], "--force", "--json").stdout == "null\n"  # ExitWithJSON(nil)
+
+
+def _json_error(r) -> str:
+    import json
+
+    from host.cli.gojson import dumps
+
+    assert r.stdout == "" and r.returncode == 1
+    doc = json.loads(r.stderr)
+    assert r.stderr == dumps(doc) + "\n" and list(doc) == ["message", "status"]  # a Go map: sorted keys
+    assert doc["status"] == "ERROR"
+    return doc["message"]
+
+
+def test_kas_keys_get_key_failure_only_kas_missing_key_id_or_system_id(otdfctl, kas):
+    assert _json_error(otdfctl(KEY, "get", "--kas", kas["id"], "--json", ok=False)) == 'required flag(s) "key" not set'
+
+
+def test_kas_keys_update_key_missing_id(otdfctl):
+    assert _json_error(otdfctl(KEY, "update", "--json", ok=False)) == 'required flag(s) "id" not set'
+
+
+def test_json_api_error_is_otdfctls_error_json(otdfctl):
+    message = _json_error(otdfctl(KEY, "get", "--key", "39af808f-6cac-403f-90d7-6b88e865860d", "--json", ok=False))
+    assert message.startswith("Failed to get kas key: not_found: ")
+
+
+
 # ---- the persistent flags stay under `policy` ------------------------------------------
 
 def test_serve_keeps_its_own_host_flag(tmp_path):

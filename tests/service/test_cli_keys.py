@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from host.cli import main
+from host.server.convert import ALGORITHMS, KEY_MODES, KEY_STATUSES
 from tests.service.conftest import file_kek_config
 
 PLATFORM = Path(sys.executable).parent / "platform"
@@ -42,7 +43,8 @@ def test_local_and_provider_keys_through_cli(cli, tmp_path, alg):
         kid = f"{mode}-1"
         out = json.loads(cli("policy", "kas-registry", "key", "create", "--kas", "kas1", "--key-id", kid,
                              "--algorithm", alg, "--mode", mode, *extra, "--json").stdout)
-        assert out["key"]["key_mode"] == mode and out["key"]["key_algorithm"] == alg
+        # --json as otdfctl: enums are numbers
+        assert (KEY_MODES[out["key"]["key_mode"]], ALGORITHMS[out["key"]["key_algorithm"]]) == (mode, alg)
         dek = os.urandom(32)
         (tmp_path / "dek.bin").write_bytes(dek)
         cli("kas", "wrap", "--kid", kid, "--in", tmp_path / "dek.bin", "--out", tmp_path / "w.json")
@@ -53,7 +55,7 @@ def test_local_and_provider_keys_through_cli(cli, tmp_path, alg):
         cli("kas", "unwrap", "--in", tmp_path / "w.json", "--out", tmp_path / "again.bin")
         assert (tmp_path / "again.bin").read_bytes() == dek
         listed = json.loads(cli("policy", "kas-registry", "key", "list", "--json").stdout)
-        status = {k["key"]["key_id"]: k["key"]["key_status"] for k in listed["kas_keys"]}
+        status = {k["key"]["key_id"]: KEY_STATUSES[k["key"]["key_status"]] for k in listed["kas_keys"]}
         assert status[kid] == "rotated" and status[f"{mode}-2"] == "active"
         cli("policy", "keymanagement", "provider", "list")
 
