@@ -324,7 +324,7 @@ def test_cli_provider_mode_key_round_trips_a_dek(tmp_path, lang):
                                   "--manager", f"example-{lang}", "--config", f"@{kek_file}", "--validate",
                                   "--json"))
     platform("policy", "kas-registry", "create", "-u", "https://kas.example.com", "-n", "kas1")
-    platform(plugin, "policy", "kas-registry", "key", "create", "--key-id", "k1", "-a", "rsa:2048",
+    platform(plugin, "policy", "kas-registry", "key", "create", "--kas", "kas1", "--key-id", "k1", "-a", "rsa:2048",
              "-m", "provider", "-p", created["id"], "--wrapping-key-id", "kek-1")
     dek = secrets.token_bytes(32)
     (tmp_path / "dek.bin").write_bytes(dek)

@@ -32,7 +32,7 @@ from host.cli.remote import api
 from host.managers.base import CallContext
 from host.server import convert, newer_fields
 from host.server.protos import common_pb2, key_management_pb2 as km, kasregistry_pb2 as kr, objects_pb2
-from host.service.keys import DEFAULT_ROOT_KEY_ID, normalize_mode, pem_base64, pem_text
+from host.service.keys import normalize_mode, pem_base64, pem_text
 
 MANAGER_TIMEOUT_S = 30.0
 
@@ -120,16 +120,22 @@ def key():
 
 def _create_options(f, default_mode: str | None = None):
     for option in reversed([
-        click.option("--kas", help="KAS id, uri or name (optional when only one KAS is registered)."),
+        click.option("--kas", help="KAS id, uri or name."),
         click.option("--key-id", required=True, help="The key's id (kid) as clients see it."),
         click.option("--algorithm", "-a", required=True, type=ALGORITHM),
         # (click 8.5 takes an explicit default=None as a default: a required option gets no default at all)
         click.option("--mode", "-m", type=MODE,
                      **({"required": True} if default_mode is None else {"default": default_mode, "show_default": True})),
         click.option("--wrapping-key-id", help="Key id inside the manager (provider/remote) or the root key id (local)."),
+        click.option("--default-wrapping-key", is_flag=True,
+                     help="Provider/remote mode, ours: the provider config's default key (an empty key id) "
+                          "instead of --wrapping-key-id."),
         click.option("--wrapping-key", "-w", help="Local mode: the root key as hex, to check it is the platform's."),
         click.option("--provider-config-id", "-p", help="Provider config (required for provider and remote modes)."),
         click.option("--public-key-pem", "-e", help="base64 of the PEM (as otdfctl), the PEM, or a file holding it."),
+        click.option("--fetch-public-key", is_flag=True,
+                     help="Remote mode, ours: ask the provider config's manager for the public key instead of "
+                          "--public-key-pem (its plugin loaded on this side)."),
         click.option("--private-key-pem", help="PEM, or a file holding it (local/provider; generated when absent)."),
         click.option("--label", "-l", multiple=True, help="KEY=VALUE, repeatable."),
         # otdfctl's `--legacy true|false`; a bare --legacy is true.
@@ -142,14 +148,15 @@ def _create_options(f, default_mode: str | None = None):
 
 
 def key_contexts(platform, mode: str, algorithm: str, wrapping_key_id, wrapping_key, provider_config_id,
-                 public_key_pem, private_key_pem):
+                 public_key_pem, private_key_pem, fetch_public_key: bool = False, default_wrapping_key: bool = False):
     """(public_key_ctx, private_key_ctx or None) of a CreateKey/RotateKey, made as otdfctl makes them:
     the private key is generated (or read) here and wrapped before it leaves this process, in local
     mode by --wrapping-key (default: this process's root key), in provider mode by the provider
     config's manager built here (its plugin must be loaded: --key-manager-plugin). The server checks
     all of it; nothing here decides whether a key is acceptable."""
     mode = normalize_mode(mode)
-    precheck(platform, mode, wrapping_key, public_key_pem)
+    precheck(platform, mode, wrapping_key, public_key_pem, wrapping_key_id=wrapping_key_id,
+             fetch_public_key=fetch_public_key, default_wrapping_key=default_wrapping_key)
     if mode in ("provider", "remote") and not provider_config_id:
         raise errors.InvalidArgument("Flag '--provider-config-id' is required")
     if public_key_pem:
@@ -162,7 +169,7 @@ def key_contexts(platform, mode: str, algorithm: str, wrapping_key_id, wrapping_
     if wrapping_key and mode != "local":
         raise errors.InvalidArgument("--wrapping-key applies to local mode only")
     if mode == "remote":
-        if not public_key_pem and provider_config_id:
+        if not public_key_pem:  # --fetch-public-key
             public.pem = pem_base64(_manager_call(platform, provider_config_id,
                                                   lambda m, ctx: m.public_key(wrapping_key_id or "", ctx)))
         return public, (objects_pb2.PrivateKeyCtx(key_id=wrapping_key_id) if wrapping_key_id else None)
@@ -173,7 +180,7 @@ def key_contexts(platform, mode: str, algorithm: str, wrapping_key_id, wrapping_
         public.pem = pem_base64(crypto.public_pem(private))
     if mode == "local":
         root = _wrapping_root_key(platform, wrapping_key)
-        key_id, wrapped = wrapping_key_id or DEFAULT_ROOT_KEY_ID, root.encrypt(pem)
+        key_id, wrapped = wrapping_key_id, root.encrypt(pem)
     else:
         key_id = wrapping_key_id or ""
         wrapped = b"" if not provider_config_id else \
@@ -181,10 +188,19 @@ def key_contexts(platform, mode: str, algorithm: str, wrapping_key_id, wrapping_
     return public, objects_pb2.PrivateKeyCtx(key_id=key_id, wrapped_key=base64.b64encode(wrapped).decode("ascii"))
 
 
-def precheck(platform, mode: str, wrapping_key, public_key_pem, missing=None) -> None:
-    """otdfctl's flag checks, made before anything is read or sent (`missing`: the error for a
-    local-mode call with neither --wrapping-key nor a root key in this process)."""
+def precheck(platform, mode: str, wrapping_key, public_key_pem, missing=None, *, wrapping_key_id=None,
+             fetch_public_key: bool = False, default_wrapping_key: bool = False, missing_wrapping_key_id=None) -> None:
+    """otdfctl's flag checks, in its order, made before anything is read or sent (`missing`: the
+    error for a local-mode call with neither --wrapping-key nor a root key in this process)."""
     mode = normalize_mode(mode)
+    if default_wrapping_key:
+        if mode not in ("provider", "remote") or wrapping_key_id:
+            raise errors.InvalidArgument("--default-wrapping-key is for provider and remote mode, "
+                                         "without --wrapping-key-id")
+    elif mode != "public_key" and not wrapping_key_id:
+        raise missing_wrapping_key_id or errors.InvalidArgument(f"wrapping-key-id is required for mode {mode}")
+    if mode == "remote" and not public_key_pem and not fetch_public_key:
+        raise errors.InvalidArgument("Flag '--public-key-pem' is required")
     if mode == "public_key" and not public_key_pem:
         raise errors.InvalidArgument("Flag '--public-key-pem' is required")
     if mode == "local":
@@ -211,8 +227,7 @@ def _wrapping_root_key(platform, wrapping_key):
 
     if wrapping_key:
         return RootKey.from_hex(wrapping_key, "--wrapping-key")
-    precheck(platform, "local", wrapping_key, None)
-    return platform.root_key
+    return platform.root_key  # precheck made sure there is one
 
 
 def _manager_call(platform, provider_config_id: str, fn):
@@ -225,39 +240,27 @@ def _manager_call(platform, provider_config_id: str, fn):
         manager.close()
 
 
-def kas_id(ref: str | None) -> str:
-    """The id of --kas (id, uri or name); without --kas, of the only registered KAS."""
-    if ref:
-        with failure(f"Failed to resolve KAS identifier '{ref}'"):
-            resp = api().kr("GetKeyAccessServer", kr.GetKeyAccessServerRequest(**records.kas_identifier(ref)))
-        return resp.key_access_server.id
-    resp = api().kr("ListKeyAccessServers", kr.ListKeyAccessServersRequest(pagination=records.page(2, 0)))
-    if resp.pagination.total == 1:
-        return resp.key_access_servers[0].id
-    if resp.pagination.total == 0:
-        raise errors.FailedPrecondition("no KAS is registered; create one with `platform policy kas-registry create`")
-    raise errors.InvalidArgument('required flag(s) "kas" not set: several KAS are registered; name one with '
-                                 '--kas (id, uri or name)')
+def kas_id(ref: str) -> str:
+    """The id of --kas (id, uri or name)."""
+    with failure(f"Failed to resolve KAS identifier '{ref}'"):
+        resp = api().kr("GetKeyAccessServer", kr.GetKeyAccessServerRequest(**records.kas_identifier(ref)))
+    return resp.key_access_server.id
 
 
 def find_key(ref: str, kas: str | None = None) -> records.Key:
-    """otdfctl's --key: the key's UUID, or its key id (on --kas when several KAS hold it)."""
+    """otdfctl's --key: the key's UUID, or with --kas its key id on that KAS."""
     from host.store.validation import is_uuid
 
-    if is_uuid(ref):
-        try:
-            return records.key(api().kr("GetKey", kr.GetKeyRequest(id=ref)).kas_key)
-        except errors.NotFound:
-            pass  # a key id may look like a UUID
     if kas:
         ident = kr.KasKeyIdentifier(kid=ref, **records.kas_identifier(kas))
-        return records.key(api().kr("GetKey", kr.GetKeyRequest(key=ident)).kas_key)
-    found = [k for k in records.all_keys(api()) if k.key.key_id == ref]
-    if not found:
-        raise errors.NotFound(f"key {ref!r} not found")
-    if len(found) > 1:
-        raise errors.InvalidArgument(f"several KAS hold a key {ref!r}; name one with --kas")
-    return records.key(found[0])
+        try:
+            return records.key(api().kr("GetKey", kr.GetKeyRequest(key=ident)).kas_key)
+        except errors.NotFound:
+            if not is_uuid(ref):
+                raise  # else the key's UUID, given with its KAS
+    elif not is_uuid(ref):
+        raise errors.InvalidArgument("Flag '--kas' is required")  # a key id is only unique on its KAS
+    return records.key(api().kr("GetKey", kr.GetKeyRequest(id=ref)).kas_key)
 
 
 def _metadata(target, labels: dict[str, str] | None) -> None:
@@ -265,13 +268,20 @@ def _metadata(target, labels: dict[str, str] | None) -> None:
         target.metadata.labels.update(labels)
 
 
-def _create(platform, kas, key_id, algorithm, mode, wrapping_key_id, wrapping_key, provider_config_id,
-            public_key_pem, private_key_pem, label, legacy, as_json, action="Failed to create kas key"):
-    precheck(platform, mode, wrapping_key, public_key_pem,
-             missing=missing_flag("wrapping-key") if action == "Failed to import kas key" else None)
+def _create(platform, kas, key_id, algorithm, mode, wrapping_key_id, default_wrapping_key, wrapping_key,
+            provider_config_id, public_key_pem, fetch_public_key, private_key_pem, label, legacy, as_json,
+            action="Failed to create kas key"):
+    importing = action == "Failed to import kas key"
+    if not kas:
+        raise missing_flag("kas")
+    precheck(platform, mode, wrapping_key, public_key_pem, wrapping_key_id=wrapping_key_id,
+             fetch_public_key=fetch_public_key, default_wrapping_key=default_wrapping_key,
+             missing=missing_flag("wrapping-key") if importing else None,
+             missing_wrapping_key_id=missing_flag("wrapping-key-id") if importing else None)
     public, private = key_contexts(platform, mode, algorithm, wrapping_key_id, wrapping_key, provider_config_id,
                                    _read_pem(public_key_pem, "public-key-pem"),
-                                   _read_pem(private_key_pem, "private-key-pem"))
+                                   _read_pem(private_key_pem, "private-key-pem"), fetch_public_key,
+                                   default_wrapping_key)
     req = kr.CreateKeyRequest(kas_id=kas_id(kas), key_id=key_id, key_algorithm=convert.algorithm_enum(algorithm),
                               key_mode=_mode_enum(mode), public_key_ctx=public, legacy=legacy,
                               provider_config_id=provider_config_id or "")
@@ -388,28 +398,29 @@ def update(platform, id_, label, force_replace_labels, as_json):
 @click.option("--algorithm", "-a", required=True, type=ALGORITHM)
 @click.option("--mode", "-m", required=True, type=MODE)
 @click.option("--wrapping-key-id")
+@click.option("--default-wrapping-key", is_flag=True, help="Provider/remote mode, ours: the config's default key.")
 @click.option("--wrapping-key", "-w", help="Local mode: the root key as hex, to check it is the platform's.")
 @click.option("--provider-config-id", "-p")
 @click.option("--public-key-pem", "-e")
+@click.option("--fetch-public-key", is_flag=True, help="Remote mode, ours: the public key from the manager.")
 @click.option("--private-key-pem")
 @click.option("--label", "-l", multiple=True, help="KEY=VALUE for the new key (default: the old key's labels).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def rotate(platform, old_key, kas, key_id, algorithm, mode, wrapping_key_id, wrapping_key, provider_config_id,
-           public_key_pem, private_key_pem, label, as_json):
+def rotate(platform, old_key, kas, key_id, algorithm, mode, wrapping_key_id, default_wrapping_key, wrapping_key,
+           provider_config_id, public_key_pem, fetch_public_key, private_key_pem, label, as_json):
     """Replace a key: the new one (--key-id) becomes active, the old one (--key) still unwraps."""
-    precheck(platform, mode, wrapping_key, public_key_pem)  # as otdfctl: the flags before the old key
+    # as otdfctl: every flag of the new key is checked before the old key is looked up
+    precheck(platform, mode, wrapping_key, public_key_pem, wrapping_key_id=wrapping_key_id,
+             fetch_public_key=fetch_public_key, default_wrapping_key=default_wrapping_key)
+    if normalize_mode(mode) in ("provider", "remote") and not provider_config_id:
+        raise errors.InvalidArgument("Flag '--provider-config-id' is required")
     with failure("Invalid key identifier"):
         old = find_key(old_key, kas=kas)
-    new_mode = normalize_mode(mode)
-    if new_mode in ("provider", "remote") and not provider_config_id and old.provider_config is not None:
-        provider_config_id = old.provider_config.id  # the old key's provider, unless another is named
-    same_home = new_mode == old.mode and provider_config_id == (old.provider_config.id if old.provider_config else None)
-    if wrapping_key_id is None and same_home and old.private_key_ctx and old.private_key_ctx.get("key_id"):
-        wrapping_key_id = old.private_key_ctx["key_id"]  # same manager and mode: the same wrapping key
     public, private = key_contexts(platform, mode, algorithm, wrapping_key_id, wrapping_key, provider_config_id,
                                    _read_pem(public_key_pem, "public-key-pem"),
-                                   _read_pem(private_key_pem, "private-key-pem"))
+                                   _read_pem(private_key_pem, "private-key-pem"), fetch_public_key,
+                                   default_wrapping_key)
     new_key = kr.RotateKeyRequest.NewKey(key_id=key_id, algorithm=convert.algorithm_enum(algorithm),
                                          key_mode=_mode_enum(mode), public_key_ctx=public,
                                          provider_config_id=provider_config_id or "")

@@ -98,8 +98,11 @@ class PlatformCli:
         return self.run("policy", "keymanagement", "provider", "validate", "--id", provider_id, ok=False)
 
     def create_key(self, key_id: str, algorithm: str, mode: str, provider_id: str, *extra) -> dict:
-        out = self.run("policy", "kas-registry", "key", "create", "--key-id", key_id, "--algorithm", algorithm,
-                       "--mode", mode, "--provider-config-id", provider_id, *extra, "--json").stdout
+        """otdfctl's flags, plus ours where a flow leaves a choice to the provider config: its
+        default key (no --wrapping-key-id) and, for remote keys, the public key from the manager."""
+        out = self.run("policy", "kas-registry", "key", "create", "--kas", "kas1", "--key-id", key_id,
+                       "--algorithm", algorithm, "--mode", mode, "--provider-config-id", provider_id,
+                       *self.defaults(mode, extra), *extra, "--json").stdout
         doc = json.loads(out)["key"]
         from host.server.convert import ALGORITHMS, KEY_MODES
 
@@ -108,8 +111,16 @@ class PlatformCli:
             (key_id, mode, algorithm)
         return doc
 
+    @staticmethod
+    def defaults(mode: str, extra=()) -> list[str]:
+        flags = [] if "--wrapping-key-id" in extra else ["--default-wrapping-key"]
+        if mode == "remote" and not {"--public-key-pem", "-e"} & set(extra):
+            flags.append("--fetch-public-key")
+        return flags
+
     def get_key(self, key_id: str) -> dict:
-        return json.loads(self.run("policy", "kas-registry", "key", "get", "--key", key_id, "--json").stdout)["key"]
+        return json.loads(self.run("policy", "kas-registry", "key", "get", "--key", key_id, "--kas", "kas1",
+                                   "--json").stdout)["key"]
 
     def public_key_pem(self, key_id: str) -> str:
         return self.run("kas", "public-key", "--kid", key_id).stdout

@@ -103,8 +103,9 @@ def test_wrong_credentials_are_permission_denied_without_the_secret(aws, tmp_pat
         assert "KMS refused" in line and line.endswith("[permission_denied]"), line
         as_json = cli.run("policy", "keymanagement", "provider", "validate", "--id", provider_id, "--json", ok=False)
         assert as_json.returncode == 1 and json.loads(as_json.stdout)["code"] == "permission_denied"
-        line = one_error_line(cli.run("policy", "kas-registry", "key", "create", "--key-id", f"k-{name}",
-                                      "-a", "rsa:2048", "-m", "provider", "-p", provider_id, ok=False))
+        line = one_error_line(cli.run("policy", "kas-registry", "key", "create", "--kas", "kas1", "--key-id",
+                                      f"k-{name}", "-a", "rsa:2048", "-m", "provider", "-p", provider_id,
+                                      *cli.defaults("provider"), ok=False))
         assert "KMS refused" in line and line.endswith("[permission_denied]"), line
 
     transcript = cli.output()

@@ -127,7 +127,8 @@ def test_wrong_secret_is_permission_denied_without_the_secret(azure, tmp_path):
     line = one_error_line(cli.validate(provider_id))
     assert line.endswith("[permission_denied]"), line
     for mode in ("provider", "remote"):
-        line = one_error_line(cli.run("policy", "kas-registry", "key", "create", "--key-id", f"k-{mode}",
-                                      "-a", "rsa:2048", "-m", mode, "-p", provider_id, ok=False))
+        line = one_error_line(cli.run("policy", "kas-registry", "key", "create", "--kas", "kas1", "--key-id",
+                                      f"k-{mode}", "-a", "rsa:2048", "-m", mode, "-p", provider_id,
+                                      *cli.defaults(mode), ok=False))
         assert line.endswith("[permission_denied]"), line
     assert wrong not in cli.output() and azure.client_secret not in cli.output()

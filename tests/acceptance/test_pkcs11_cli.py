@@ -116,8 +116,9 @@ def test_wrong_pin_is_permission_denied_without_echoing_the_pin(token, tmp_path)
     assert "refused the user PIN" in line and line.endswith("[permission_denied]"), line
     for kid, algorithm, mode, extra in (("p", "rsa:2048", "provider", ()),
                                         ("r", "rsa:2048", "remote", ("--wrapping-key-id", RSA_KEY))):
-        line = one_error_line(cli.run("policy", "kas-registry", "key", "create", "--key-id", kid, "-a", algorithm,
-                                      "-m", mode, "-p", provider_id, *extra, ok=False))
+        line = one_error_line(cli.run("policy", "kas-registry", "key", "create", "--kas", "kas1", "--key-id", kid,
+                                      "-a", algorithm, "-m", mode, "-p", provider_id, *cli.defaults(mode, extra),
+                                      *extra, ok=False))
         assert "refused the user PIN" in line and line.endswith("[permission_denied]"), line
     listed = json.loads(cli.run("policy", "kas-registry", "key", "list", "--json").stdout)
     assert "kas_keys" not in listed  # none: omitted (Go's omitempty)

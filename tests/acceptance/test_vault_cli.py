@@ -98,7 +98,8 @@ def test_wrong_token_is_permission_denied_without_the_token(vault, tmp_path):
     provider_id = cli.create_provider("bad", "vault", config, validate=False)
     line = one_error_line(cli.validate(provider_id))
     assert line.endswith("[permission_denied]"), line
-    line = one_error_line(cli.run("policy", "kas-registry", "key", "create", "--key-id", "k", "-a", "rsa:2048",
-                                  "-m", "provider", "-p", provider_id, ok=False))
+    line = one_error_line(cli.run("policy", "kas-registry", "key", "create", "--kas", "kas1", "--key-id", "k",
+                                  "-a", "rsa:2048", "-m", "provider", "-p", provider_id, *cli.defaults("provider"),
+                                  ok=False))
     assert line.endswith("[permission_denied]"), line
     assert wrong not in cli.output() and emulator.root_token not in cli.output()

@@ -124,7 +124,7 @@ def test_installed_wheel_serves_and_round_trips_outside_the_repo(installed, tmp_
     created = json.loads(platform(plugin, "policy", "keymanagement", "provider", "create", "--name", "my-kek",
                                   "--manager", "example-c", "--config", f"@{kek_file}", "--validate", "--json"))
     platform("policy", "kas-registry", "create", "-u", "http://127.0.0.1/kas", "-n", "kas1")
-    platform(plugin, "policy", "kas-registry", "key", "create", "--key-id", "k1", "-a", "rsa:2048",
+    platform(plugin, "policy", "kas-registry", "key", "create", "--kas", "kas1", "--key-id", "k1", "-a", "rsa:2048",
              "-m", "provider", "-p", created["id"], "--wrapping-key-id", "kek-1")
     header, row = platform("policy", "kas-registry", "key", "list").splitlines()[:2]
     assert header.split()[-2:] == ["STATUS", "PROVIDER"] and row.split()[-2:] == ["active", "my-kek"]

@@ -253,7 +253,8 @@ def test_kas_keys_create_key_with_labels(cli, kas, uid):
 def test_kas_keys_create_key_local_mode_missing_wrapping_key(cli, kas, uid):
     # otdfctl wraps with --wrapping-key. Without it the CLI wraps with the root key of its own process:
     # direct mode has the node's; over --host there is none, so nothing is sent.
-    args = (*KEY, "create", "--kas", kas["id"], "--key-id", f"nw-{uid}", "-a", "rsa:2048", "-m", "local")
+    args = (*KEY, "create", "--kas", kas["id"], "--key-id", f"nw-{uid}", "-a", "rsa:2048", "-m", "local",
+            "--wrapping-key-id", "root")
     if cli.mode == "host":
         r = cli(*args, ok=False)
         assert "--wrapping-key" in r.text and "[failed_precondition]" in r.text
@@ -352,7 +353,7 @@ def test_kas_keys_list_legacy_keys(cli, kas, uid):
 def test_kas_keys_rotate_key(cli, kas, uid):
     old = local_key(cli, kas, f"r1-{uid}")
     out = cli.json(*KEY, "rotate", "--key", f"r1-{uid}", "--kas", kas["id"], "--key-id", f"r2-{uid}",
-                   "-a", "rsa:2048", "-m", "local", "--wrapping-key", cli.served.root_key_hex)
+                   "-a", "rsa:2048", "-m", "local", "--wrapping-key-id", "root", "--wrapping-key", cli.served.root_key_hex)
     assert out["kas_key"]["key"]["key_id"] == f"r2-{uid}" and out["kas_key"]["key"]["key_status"] == STATUS["active"]
     rotated = out["rotated_resources"]["rotated_out_key"]
     assert rotated["key"]["id"] == old["key"]["id"] and rotated["key"]["key_status"] == STATUS["rotated"]
@@ -380,7 +381,7 @@ def test_kas_keys_import_key_failure_missing_required_private_key(cli, kas, uid)
 def test_kas_keys_import_key_failure_public_key_does_not_match(cli, kas, uid):
     private = crypto.generate_private_key("rsa:2048")
     r = cli(*KEY, "import", "--kas", kas["id"], "--key-id", f"mm-{uid}", "-a", "rsa:2048", "-m", "local",
-            "--wrapping-key", cli.served.root_key_hex, "--public-key-pem", pem_b64(),
+            "--wrapping-key-id", "root", "--wrapping-key", cli.served.root_key_hex, "--public-key-pem", pem_b64(),
             "--private-key-pem", crypto.private_pem(private).decode(), ok=False)
     assert "does not match" in r.text
 
@@ -442,9 +443,9 @@ def test_kas_keys_create_key_provider_mode_and_rotate(cli, kas, uid):
     assert made["key"]["private_key_ctx"]["key_id"] == "b"
     assert cli.json(*KEY, "get", "--key", made["key"]["id"]) == made  # stored as sent
     out = json.loads(cli(*KEY, "rotate", "--key", made["key"]["id"], "--key-id", f"pv2-{uid}", "-a", "ec:secp256r1",
-                         "-m", "provider", "--json", plugins=[FILE_KEK]).stdout)
+                         "-m", "provider", "-p", pc["id"], "--wrapping-key-id", "b", "--json", plugins=[FILE_KEK]).stdout)
     new = out["kas_key"]["key"]
-    assert (new["provider_config"]["id"], new["private_key_ctx"]["key_id"]) == (pc["id"], "b")  # the old key's home
+    assert (new["provider_config"]["id"], new["private_key_ctx"]["key_id"]) == (pc["id"], "b")
     # Without the plugin on the CLI's side nothing can wrap the new key: said so, nothing created.
     r = cli(*KEY, "create", "--key-id", f"pv3-{uid}", *args, ok=False)
     assert "no key manager named 'file-kek'" in r.text and "--key-manager-plugin" in r.text
@@ -548,10 +549,10 @@ def test_kas_keys_create_key_missing_required_flag(cli, kas, uid, missing):
 
 
 def test_kas_keys_create_key_local_mode_missing_wrapping_key_id(cli, kas, uid):
-    # Deliberate difference (README): local mode's --wrapping-key-id defaults to the root key's id, "root".
-    made = cli.json(*KEY, "create", "--kas", kas["id"], "--key-id", f"nwi-{uid}", "-a", "rsa:2048", "-m", "local",
-                    "--wrapping-key", cli.served.root_key_hex)
-    assert made["key"]["private_key_ctx"]["key_id"] == "root"
+    r = cli(*KEY, "create", "--kas", kas["id"], "--key-id", f"nwi-{uid}", "-a", "rsa:2048", "-m", "local",
+            "--wrapping-key", cli.served.root_key_hex, ok=False)
+    assert "wrapping-key-id is required for mode local" in r.text  # otdfctl's words, before any work
+    assert "[not_found]" in cli(*KEY, "get", "--key", f"nwi-{uid}", "--kas", kas["id"], ok=False).text
 
 
 def file_kek_config(cli, uid):
@@ -572,13 +573,33 @@ def test_kas_keys_create_key_remote_mode(cli, kas, uid):
 
 
 def test_kas_keys_create_key_remote_mode_missing_pem(cli, kas, uid):
-    # Deliberate difference (README): without --public-key-pem the CLI asks the provider's manager (its
-    # plugin loaded on the CLI's side) for the public key; without that plugin nothing is sent.
     pc = file_kek_config(cli, uid)
     r = cli(*KEY, "create", "--kas", kas["id"], "--key-id", f"rpm-{uid}", "-a", "rsa:2048", "-m", "remote",
             "-p", pc["id"], "--wrapping-key-id", "wrapping-key-remote", ok=False)
-    assert "no key manager named 'file-kek'" in r.text
+    assert "Flag '--public-key-pem' is required" in r.text  # as otdfctl
     assert "[not_found]" in cli(*KEY, "get", "--key", f"rpm-{uid}", "--kas", kas["id"], ok=False).text
+
+
+def test_kas_keys_create_key_provider_mode_default_wrapping_key(cli, kas, uid):
+    # Ours, under its own flag: the provider config's default key (an empty key id).
+    pc = file_kek_config(cli, uid)
+    made = json.loads(cli(*KEY, "create", "--kas", kas["id"], "--key-id", f"pdk-{uid}", "-a", "rsa:2048",
+                          "-m", "provider", "-p", pc["id"], "--default-wrapping-key", "--json",
+                          plugins=[FILE_KEK]).stdout)
+    assert made["key"]["key_id"] == f"pdk-{uid}" and not (made["key"].get("private_key_ctx") or {}).get("key_id")
+    r = cli(*KEY, "create", "--kas", kas["id"], "--key-id", f"pdk2-{uid}", "-a", "rsa:2048", "-m", "local",
+            "--default-wrapping-key", ok=False)
+    assert "--default-wrapping-key is for provider and remote mode" in r.text
+
+
+def test_kas_keys_create_key_remote_mode_fetch_public_key(cli, kas, uid):
+    # Ours, under its own flag: the CLI asks the provider's manager (its plugin loaded on the CLI's
+    # side) for the public key; without that plugin nothing is sent.
+    pc = file_kek_config(cli, uid)
+    r = cli(*KEY, "create", "--kas", kas["id"], "--key-id", f"rpf-{uid}", "-a", "rsa:2048", "-m", "remote",
+            "-p", pc["id"], "--wrapping-key-id", "wrapping-key-remote", "--fetch-public-key", ok=False)
+    assert "no key manager named 'file-kek'" in r.text
+    assert "[not_found]" in cli(*KEY, "get", "--key", f"rpf-{uid}", "--kas", kas["id"], ok=False).text
 
 
 @pytest.mark.parametrize("mode", ["remote", "public_key"])
@@ -600,9 +621,8 @@ def test_kas_keys_create_key_public_key_mode_invalid_pem_content(cli, kas, uid):
 
 
 def test_kas_keys_create_key_missing_kas_identifier(cli, kas, uid):
-    # Deliberate difference: without --kas the only registered KAS is used; the module's platform has several.
     r = cli(*KEY, "create", "--key-id", f"mk-{uid}", "-a", "rsa:2048", "-m", "public_key", "-e", pem_b64(), ok=False)
-    assert "--kas" in r.text
+    assert 'required flag(s) "kas" not set' in r.text  # as otdfctl, however many KAS are registered
 
 
 @pytest.mark.parametrize("ref", ["name", "uri"])
@@ -675,10 +695,8 @@ def _rotate_fails(cli, old, uid, *args):
 
 
 def test_kas_keys_rotate_key_local_mode_missing_wrapping_key_id(cli, old_public_key, uid):
-    # Deliberate difference (README): the root key's id, "root", is the default, as on key create.
-    out = cli.json(*KEY, "rotate", "--key", old_public_key["key"]["id"], "--key-id", f"new-{uid}", "-a", "rsa:2048",
-                   "-m", "local", "--wrapping-key", cli.served.root_key_hex)
-    assert out["kas_key"]["key"]["private_key_ctx"]["key_id"] == "root"
+    r = _rotate_fails(cli, old_public_key, uid, "-m", "local", "--wrapping-key", cli.served.root_key_hex)
+    assert "wrapping-key-id is required for mode local" in r.text  # as otdfctl
 
 
 def test_kas_keys_rotate_key_local_mode_missing_wrapping_key(cli, old_public_key, uid):
@@ -750,9 +768,8 @@ def test_kas_keys_import_key_failure_invalid_algorithm(cli, kas, uid):
 
 
 def test_kas_keys_import_key_failure_missing_wrapping_key_id(cli, kas, uid):
-    # Deliberate difference (README): the root key's id, "root", is the default, as on key create.
-    made = json.loads(_import(cli, kas, f"mi-{uid}", "--wrapping-key", cli.served.root_key_hex).stdout)
-    assert made["key"]["private_key_ctx"]["key_id"] == "root"
+    r = _import(cli, kas, f"mi-{uid}", "--wrapping-key", cli.served.root_key_hex, ok=False)
+    assert 'required flag(s) "wrapping-key-id" not set' in r.text  # otdfctl's words
 
 
 @pytest.mark.parametrize("missing", ["--id", "--key-id"])
@@ -883,41 +900,37 @@ def test_kas_keys_import_key_failure_missing_wrapping_key(cli, kas, uid):
 
 
 def test_kas_keys_create_key_remote_mode_missing_wrapping_key_id(cli, kas, uid):
-    # Deliberate difference (README): no key id names the provider config's default key, as in provider mode.
     pc = file_kek_config(cli, uid)
-    made = json.loads(cli(*KEY, "create", "--kas", kas["id"], "--key-id", f"rnw-{uid}", "-a", "rsa:2048",
-                          "-m", "remote", "-e", pem_b64(), "-p", pc["id"], "--json", plugins=[FILE_KEK]).stdout)
-    assert made["key"]["key_mode"] == MODE["remote"] and made["key"]["provider_config"]["id"] == pc["id"]
-    assert not made["key"].get("private_key_ctx", {}).get("key_id")
-    assert cli.json(*KEY, "get", "--key", made["key"]["id"]) == made
+    r = cli(*KEY, "create", "--kas", kas["id"], "--key-id", f"rnw-{uid}", "-a", "rsa:2048",
+            "-m", "remote", "-e", pem_b64(), "-p", pc["id"], ok=False)
+    assert "wrapping-key-id is required for mode remote" in r.text  # as otdfctl
 
 
 def test_kas_keys_create_key_provider_mode_missing_wrapping_key_id(cli, kas, uid):
-    # Deliberate difference (README): the empty key id names the provider config's default key.
     pc = file_kek_config(cli, uid)
-    made = json.loads(cli(*KEY, "create", "--kas", kas["id"], "--key-id", f"pnw-{uid}", "-a", "rsa:2048",
-                          "-m", "provider", "-p", pc["id"], "--json", plugins=[FILE_KEK]).stdout)
-    assert made["key"]["key_mode"] == MODE["provider"] and "key_id" not in made["key"]["private_key_ctx"]
+    r = cli(*KEY, "create", "--kas", kas["id"], "--key-id", f"pnw-{uid}", "-a", "rsa:2048",
+            "-m", "provider", "-p", pc["id"], ok=False)
+    assert "wrapping-key-id is required for mode provider" in r.text  # as otdfctl
 
 
-def test_kas_keys_get_key_failure_only_key_id_missing_kas_identifier(cli, uid):
-    # Deliberate difference (README): a key id held by one KAS needs no --kas; held by two, it does.
-    a, b = (cli.json(*KAS, "create", "--uri", f"https://g{n}-{uid}.example.com") for n in (1, 2))
-    made = local_key(cli, a, f"only-{uid}")
-    assert cli.json(*KEY, "get", "--key", f"only-{uid}") == made
-    local_key(cli, b, f"only-{uid}")
+def test_kas_keys_get_key_failure_only_key_id_missing_kas_identifier(cli, kas, uid):
+    made = local_key(cli, kas, f"only-{uid}")
     r = cli(*KEY, "get", "--key", f"only-{uid}", ok=False)
-    assert "--kas" in r.text and "[invalid_argument]" in r.text
+    assert "Flag '--kas' is required" in r.text and "[invalid_argument]" in r.text  # as otdfctl
+    assert cli.json(*KEY, "get", "--key", made["key"]["id"]) == made  # a UUID needs no --kas
+    assert cli.json(*KEY, "get", "--key", f"only-{uid}", "--kas", kas["id"]) == made
 
 
 def test_base_key_set_missing_kas_identifier(cli, uid):
-    # Deliberate difference (README), as key get: --kas only when the key id is ambiguous.
-    a, b = (cli.json(*KAS, "create", "--uri", f"https://bm{n}-{uid}.example.com") for n in (1, 2))
+    a = cli.json(*KAS, "create", "--uri", f"https://bm-{uid}.example.com")
     local_key(cli, a, f"bm-{uid}")
-    assert cli.json(*KEY, "base", "set", "--key", f"bm-{uid}")["new_base_key"]["kas_id"] == a["id"]
-    local_key(cli, b, f"bm-{uid}")
+    def base_key():  # whatever it is (other cases of this module set one), or "No base key found"
+        return cli.runner.invoke(main, [*cli.base, *KEY, "base", "get", "--json"], env=cli.env).output
+
+    before = base_key()
     r = cli(*KEY, "base", "set", "--key", f"bm-{uid}", ok=False)
-    assert "--kas" in r.text and cli.json(*KEY, "base", "get")["kas_id"] == a["id"]
+    assert "Flag '--kas' is required" in r.text  # as otdfctl: a key id is only unique on its KAS
+    assert base_key() == before
 
 
 def test_kas_keys_list_keys_default_limit_and_offset(cli, kas, uid):

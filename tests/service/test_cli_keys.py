@@ -39,7 +39,8 @@ def cli(sqlite_db_url, root_key_hex, file_kek_plugin, remote_keystore_plugin, tm
 def test_local_and_provider_keys_through_cli(cli, tmp_path, alg):
     cfg = json.loads(cli("policy", "keymanagement", "provider", "create", "--name", "fk", "--manager", "file-kek",
                          "--config", json.dumps(file_kek_config("a", "b")), "--json").stdout)
-    for mode, extra in (("local", []), ("provider", ["--provider-config-id", cfg["id"], "--wrapping-key-id", "b"])):
+    for mode, extra in (("local", ["--wrapping-key-id", "root"]),
+                        ("provider", ["--provider-config-id", cfg["id"], "--wrapping-key-id", "b"])):
         kid = f"{mode}-1"
         out = json.loads(cli("policy", "kas-registry", "key", "create", "--kas", "kas1", "--key-id", kid,
                              "--algorithm", alg, "--mode", mode, *extra, "--json").stdout)
@@ -63,8 +64,8 @@ def test_local_and_provider_keys_through_cli(cli, tmp_path, alg):
 def test_remote_key_from_manager_and_rewrap(cli, tmp_path):
     cfg = json.loads(cli("policy", "keymanagement", "provider", "create", "-n", "rk", "-m", "remote-keystore",
                          "-c", json.dumps({"keys": {"hsm-rsa": "rsa:2048"}, "key_dir": str(tmp_path)}), "--json").stdout)
-    cli("policy", "kas-registry", "key", "create", "--key-id", "remote-1", "-a", "rsa:2048", "-m", "remote",
-        "-p", cfg["id"], "--wrapping-key-id", "hsm-rsa")
+    cli("policy", "kas-registry", "key", "create", "--kas", "kas1", "--key-id", "remote-1", "-a", "rsa:2048",
+        "-m", "remote", "-p", cfg["id"], "--wrapping-key-id", "hsm-rsa", "--fetch-public-key")
     pem = cli("kas", "public-key", "--kid", "remote-1").stdout
     assert "BEGIN PUBLIC KEY" in pem
     dek = os.urandom(32)
@@ -92,8 +93,9 @@ def test_cli_errors_are_one_line(sqlite_db_url, root_key_hex, tmp_path):
     cfg = json.loads(subprocess.run(base + ["policy", "keymanagement", "provider", "create", "-n", "aws", "-m",
                                             "aws-kms", "-c", '{"region": "us-east-1"}', "--json"],
                                     check=True, env=env, capture_output=True, text=True).stdout)
-    r = subprocess.run(base + ["policy", "kas-registry", "key", "create", "--key-id", "k1", "-a", "rsa:2048",
-                               "-m", "provider", "-p", cfg["id"]], env=env, capture_output=True, text=True)
+    r = subprocess.run(base + ["policy", "kas-registry", "key", "create", "--kas", "k", "--key-id", "k1",
+                               "-a", "rsa:2048", "-m", "provider", "-p", cfg["id"], "--wrapping-key-id", "w"],
+                       env=env, capture_output=True, text=True)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "no key manager named 'aws-kms'" in r.stderr and "--key-manager-plugin" in r.stderr
     (tmp_path / "bad.json").write_text('{"kid": "nope", "wrapped_key": "AAAA"}')

@@ -153,7 +153,8 @@ def cli(sqlite_db_url, root_key_hex, file_kek_plugin):
 def test_cli_create_wrap_unwrap_rotate(cli, tmp_path, alg):
     cfg = json.loads(cli("policy", "keymanagement", "provider", "create", "--name", "fk", "--manager", "file-kek",
                          "--config", json.dumps(file_kek_config("a", "b")), "--json").stdout)
-    for mode, extra in (("local", []), ("provider", ["--provider-config-id", cfg["id"], "--wrapping-key-id", "b"])):
+    for mode, extra in (("local", ["--wrapping-key-id", "root"]),
+                        ("provider", ["--provider-config-id", cfg["id"], "--wrapping-key-id", "b"])):
         kid = f"{mode}-pq"
         out = json.loads(cli("policy", "kas-registry", "key", "create", "--kas", "kas1", "--key-id", kid,
                              "--algorithm", alg, "--mode", mode, *extra, "--json").stdout)
