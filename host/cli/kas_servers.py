@@ -14,8 +14,7 @@ import click
 from host.cli import gojson, kas_registry, records
 from host.cli.cobra import failure
 from host.cli.remote import api
-from host.cli.output import echo_fields, echo_json, echo_page_footer, echo_table, format_labels, pagination, \
-    parse_labels, rfc3339
+from host.cli.output import echo_fields, echo_page_footer, echo_table, format_labels, parse_labels, rfc3339
 from host.errors import InvalidArgument
 from host.server import newer_fields
 from host.server.protos import common_pb2, kasregistry_pb2 as kr
@@ -23,18 +22,12 @@ from host.server.protos import common_pb2, kasregistry_pb2 as kr
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON as otdfctl does.")
 
 
-def kas_json_doc(kas) -> dict:
-    return {"id": kas.id, "uri": kas.uri, "name": kas.name,
-            "metadata": {"labels": kas.labels, "created_at": rfc3339(kas.created_at),
-                         "updated_at": rfc3339(kas.updated_at)}}
-
-
 def echo_kas_message(message, as_json: bool) -> None:
     """A policy.KeyAccessServer: otdfctl's --json (host.cli.gojson), or the fields."""
     if as_json:
         gojson.echo_message(message)
     else:
-        echo_kas(records.kas(message), False)
+        echo_kas(records.kas(message))
 
 
 def _got(id_: str):
@@ -42,7 +35,7 @@ def _got(id_: str):
     return api().kr("GetKeyAccessServer", kr.GetKeyAccessServerRequest(kas_id=id_)).key_access_server
 
 
-def echo_kas(kas, as_json: bool) -> None:
+def echo_kas(kas) -> None:
     echo_fields([("Id", kas.id), ("Name", kas.name), ("URI", kas.uri), ("Labels", format_labels(kas.labels)),
                  ("Created At", rfc3339(kas.created_at)), ("Updated At", rfc3339(kas.updated_at))])
 

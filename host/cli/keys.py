@@ -23,10 +23,9 @@ import base64
 
 import click
 
-from host import crypto
 from host import crypto, errors
 from host.cli import gojson, kas_registry, records
-from host.cli.output import base_key_json, echo_json, echo_page_footer, echo_table, format_labels, key_json, pagination
+from host.cli.output import echo_page_footer, echo_table, format_labels
 from host.cli.cobra import LegacyFlag, OtdfctlChoice, failure, missing_flag
 from host.cli.remote import api
 from host.managers.base import CallContext

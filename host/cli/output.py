@@ -2,43 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 
 import click
 
 from host.errors import InvalidArgument
-
-
-def key_json(key) -> dict:
-    """A KAS key in the shape otdfctl prints (policy.KasKey)."""
-    pc = key.provider_config
-    ctx = key.private_key_ctx
-    return {
-        "kas_id": key.kas_id,
-        "kas_uri": key.kas_uri,
-        "key": {
-            "id": key.id,
-            "key_id": key.key_id,
-            "key_algorithm": key.algorithm,
-            "key_status": key.status,
-            "key_mode": key.mode,
-            "public_key_ctx": {"pem": base64.b64encode((key.public_key_pem or "").encode()).decode()},
-            "private_key_ctx": None if ctx is None else {"key_id": ctx.get("key_id", ""),
-                                                         "wrapped_key": ctx.get("wrapped_key", "")},
-            "provider_config": None if pc is None else {"id": pc.id, "name": pc.name, "manager": pc.manager},
-            "legacy": bool(getattr(key, "legacy", False)),
-            "metadata": {"labels": key.labels, "created_at": rfc3339(key.created_at), "updated_at": rfc3339(key.updated_at)},
-        },
-    }
-
-
-def base_key_json(key) -> dict:
-    """A key as a base key (policy.SimpleKasKey): the PEM itself, not base64."""
-    from host.service.keys import simple_key_document
-
-    return simple_key_document(key)
 
 
 def parse_labels(values: tuple[str, ...]) -> dict[str, str] | None:

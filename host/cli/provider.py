@@ -10,7 +10,6 @@ call goes through host.cli.remote (the API, or its handlers in this process).
 
 from __future__ import annotations
 
-import base64
 import os
 import sys
 import time
@@ -22,8 +21,8 @@ from host.cli import keymanagement, records
 from host.cli import gojson
 from host.cli.cobra import CobraGroup, failure, missing_flag
 from host.cli.remote import api
-from host.cli.output import echo_fields, echo_json, echo_page_footer, echo_table, format_labels, pagination, \
-    parse_labels, rfc3339
+from host.cli.output import echo_fields, echo_json, echo_page_footer, echo_table, format_labels, parse_labels, \
+    rfc3339
 from host.errors import InvalidArgument, NotFound, PlatformError
 from host.managers.base import CallContext
 from host.server import newer_fields
@@ -48,19 +47,6 @@ def read_config(value: str) -> bytes:
     return os.fsencode(value)  # undecodable argv bytes come back as they were typed
 
 
-def config_json_doc(cfg, reveal: bool = False) -> dict:
-    """OpenTDF's JSON shape; secret values redacted (host.plaintext) unless `reveal`."""
-    raw = cfg.config_json if reveal else plaintext.redact(cfg.config_json)
-    return {
-        "id": cfg.id,
-        "name": cfg.name,
-        "manager": cfg.manager,
-        "config_json": base64.b64encode(raw).decode("ascii"),
-        "metadata": {"labels": cfg.labels, "created_at": rfc3339(cfg.created_at),
-                     "updated_at": rfc3339(cfg.updated_at)},
-    }
-
-
 def config_message(pc, reveal: bool = False):
     """A KeyProviderConfig as printed: secret values of config_json redacted unless `reveal`."""
     out = type(pc)()
@@ -74,7 +60,7 @@ def echo_config_message(pc, as_json: bool, show_config: bool = False) -> None:
     if as_json:
         gojson.echo_message(config_message(pc, reveal=show_config))
     else:
-        echo_config(records.provider_config(pc), False, show_config)
+        echo_config(records.provider_config(pc), show_config)
 
 
 def _config_summary(cfg) -> str:
@@ -85,10 +71,7 @@ def _config_summary(cfg) -> str:
     return f"{len(cfg.config_json)} bytes; keys: {keys} (values hidden; --show-config prints them)"
 
 
-def echo_config(cfg, as_json: bool, show_config: bool = False) -> None:
-    if as_json:
-        echo_json(config_json_doc(cfg, reveal=show_config))
-        return
+def echo_config(cfg, show_config: bool = False) -> None:
     fields = [("Id", cfg.id), ("Name", cfg.name), ("Manager", cfg.manager),
               ("Labels", format_labels(cfg.labels)), ("Created At", rfc3339(cfg.created_at)),
               ("Updated At", rfc3339(cfg.updated_at))]
