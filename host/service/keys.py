@@ -154,8 +154,15 @@ class KeyLifecycle:
             return fields
 
         if mode == "remote":
-            manager = self._registry.manager_for(config)
             remote_id = wrapping_key_id or ""
+            if public_key_pem and self._registry.factory(config.manager) is None:
+                # The manager is not loaded here (the policy service and the KAS that holds the
+                # plugin may be different nodes, as in OpenTDF): nothing to check the PEM against.
+                # A remote key holds no secret, so this is public_key mode's trust, as OpenTDF's.
+                pub = crypto.load_public_pem(public_key_pem, algorithm)
+                fields.update(public_key_pem=crypto.public_pem(pub), private_key_ctx={"key_id": remote_id})
+                return fields
+            manager = self._registry.manager_for(config)
             from_manager = None
             try:
                 from_manager = manager.public_key(remote_id, ctx)

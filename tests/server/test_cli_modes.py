@@ -560,6 +560,17 @@ def file_kek_config(cli, uid):
     return cli.json(*P, "create", "--name", f"fk-{uid}", "--manager", "file-kek", "--config", json.dumps(config))
 
 
+def test_kas_keys_create_key_remote_mode_with_a_manager_not_loaded(cli, kas, uid):
+    # otdfctl's remote-mode cases name a manager ("fake-manager") no platform node loads: the key is
+    # registered with the PEM given, as OpenTDF's policy service does (no manager is asked).
+    pc = cli.json(*P, "create", "--name", f"fake-{uid}", "--manager", "fake-manager", "--config", "{}")
+    pem = pem_b64()
+    made = cli.json(*KEY, "create", "--kas", kas["id"], "--key-id", f"fm-{uid}", "-a", "rsa:2048", "-m", "remote",
+                    "-e", pem, "-p", pc["id"], "--wrapping-key-id", "wrapping-key-remote")
+    assert made["key"]["public_key_ctx"]["pem"] == pem and made["key"]["key_mode"] == 3  # KEY_MODE_REMOTE
+    assert made["key"]["private_key_ctx"] == {"key_id": "wrapping-key-remote"}
+
+
 def test_kas_keys_create_key_remote_mode(cli, kas, uid):
     pc = file_kek_config(cli, uid)
     pem = pem_b64()

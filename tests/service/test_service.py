@@ -187,6 +187,24 @@ def test_unknown_manager_falls_back_to_basic_with_clear_error(platform, caplog):
     assert platform.keys.list_keys()[1] == 0
 
 
+def test_remote_key_for_a_manager_not_loaded_here_is_stored_with_its_public_key(platform):
+    """As OpenTDF's policy service, which never calls a manager: a remote key whose plugin this node
+    lacks is registered with the PEM given; without a PEM there is nothing to register."""
+    from host import crypto
+
+    cfg = platform.store.providers.create("elsewhere", "fake-manager", "{}")
+    pem = crypto.public_pem(crypto.generate_private_key("rsa:2048").public_key())
+    key = platform.keys.create_key(None, "r", "rsa:2048", "remote", provider_config_id=cfg.id,
+                                   wrapping_key_id="kms-key-1", public_key_pem=pem)
+    assert (key.mode, key.private_key_ctx, key.public_key_pem) == ("remote", {"key_id": "kms-key-1"}, pem)
+    with pytest.raises(errors.FailedPrecondition, match="no key manager named 'fake-manager'"):
+        platform.keys.create_key(None, "r2", "rsa:2048", "remote", provider_config_id=cfg.id,
+                                 wrapping_key_id="kms-key-1")
+    with pytest.raises(errors.InvalidArgument):  # the PEM is still checked
+        platform.keys.create_key(None, "r3", "rsa:2048", "remote", provider_config_id=cfg.id,
+                                 wrapping_key_id="kms-key-1", public_key_pem="not a pem")
+
+
 def test_key_created_with_plugin_fails_clearly_without_it(sqlite_db_url, root_key_hex, file_kek_plugin):
     from tests.service.conftest import file_kek_config, make_platform
     a = make_platform(sqlite_db_url, [file_kek_plugin])
