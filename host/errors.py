@@ -34,6 +34,13 @@ class InvalidArgument(PlatformError):
 
 class NotFound(PlatformError):
     code = "not_found"
+    PREFIX = "resource not found"  # OpenTDF's words for every not_found (its db.ErrNotFound)
+
+    def __init__(self, message: str = PREFIX, *, worded: bool = False):
+        """`worded`: the message is already the exact text to show (the CLI's, as otdfctl's)."""
+        if not worded and not message.startswith(self.PREFIX):
+            message = f"{self.PREFIX}: {message}"
+        super().__init__(message)
 
 
 class AlreadyExists(PlatformError):

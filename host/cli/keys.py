@@ -452,7 +452,7 @@ def base_get(platform, as_json):
         resp = api().kr("GetBaseKey", kr.GetBaseKeyRequest())
     if not resp.HasField("base_key"):  # otdfctl's ExitWithError("No base key found", nil)
         raise errors.NotFound("No base key found" if as_json else
-                              "No base key found: set one with `key base set --key KEY`")
+                              "No base key found: set one with `key base set --key KEY`", worded=True)
     if as_json:  # the policy.SimpleKasKey
         gojson.echo_message(resp.base_key)
     else:  # the table shows the whole key

@@ -383,7 +383,7 @@ class Rewrapper:
             try:
                 return _now(self.keys.kas_key(kid, kas_id, now=now))
             except errors.NotFound:
-                raise errors.NotFound(f"this KAS has no key {kid!r}") from None
+                raise errors.NotFound(f"this KAS has no key {kid!r}", worded=True) from None
         return _now(self.keys.active_public_key(kas_id, algorithm, now=now))
 
 

@@ -679,6 +679,14 @@ def test_Test_DeleteKeyAccessServer_WithInvalidId_Fails(server, clients):
     assert code == Code.INVALID_ARGUMENT
 
 
+def test_NotFound_SaysResourceNotFound(server, clients):
+    """OpenTDF answers every policy not_found with its db.ErrNotFound text, "resource not found"
+    (otdfctl's e2e cases match it); ours says that first, then which object."""
+    code, msg = code_of(clients.kas_registry.get_key_access_server,
+                        kr.GetKeyAccessServerRequest(name=uniq("missing")), headers=server.admin())
+    assert code == Code.NOT_FOUND and msg.startswith("resource not found: "), msg
+
+
 def _kas_uris(c, server, field, direction):
     return [k.uri for k in c.kas_registry.list_key_access_servers(kr.ListKeyAccessServersRequest(
         sort=[kr.KeyAccessServersSort(field=field, direction=direction)]), headers=server.admin()).key_access_servers]
