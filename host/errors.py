@@ -37,10 +37,20 @@ class NotFound(PlatformError):
     PREFIX = "resource not found"  # OpenTDF's words for every not_found (its db.ErrNotFound)
 
     def __init__(self, message: str = PREFIX, *, worded: bool = False):
-        """`worded`: the message is already the exact text to show (the CLI's, as otdfctl's)."""
-        if not worded and not message.startswith(self.PREFIX):
-            message = f"{self.PREFIX}: {message}"
+        """`worded`: the message is the exact text to show (the CLI's as otdfctl's, a KAS result's)."""
         super().__init__(message)
+        self.worded = worded
+
+    @property
+    def public_text(self) -> str:
+        """The message as clients read it: OpenTDF's words first (the message itself stays as
+        raised, for logs and for plugins, whose errors cross the ABI unchanged)."""
+        if self.worded or self.message.startswith(self.PREFIX):
+            return self.message
+        return f"{self.PREFIX}: {self.message}"
+
+    def client_message(self, request_id: str) -> str:
+        return self.public_text if self.source is None else super().client_message(request_id)
 
 
 class AlreadyExists(PlatformError):

@@ -51,7 +51,7 @@ def failure(prefix: str):
         yield
     except PlatformError as e:
         if not getattr(e, "otdfctl_prefixed", False):
-            e.message = f"{prefix}: {e.code}: {e.message}"
+            e.message = f"{prefix}: {e.code}: {getattr(e, 'public_text', e.message)}"
             e.otdfctl_prefixed = True
         raise
 

@@ -283,6 +283,8 @@ def test_kas_keys_create_key_invalid_kas_identifier(cli, uid):
     r = cli(*KEY, "create", "--kas", f"nokas-{uid}", "--key-id", "k", "-a", "rsa:2048", "-m", "public_key",
             "-e", pem_b64(), ok=False)
     assert "[not_found]" in r.text
+    # otdfctl's words, in both modes (direct mode raises in this process; --host reads the server's)
+    assert f"Failed to resolve KAS identifier 'nokas-{uid}': not_found: resource not found" in r.text
 
 
 def test_kas_keys_create_key_duplicate_key_id(cli, kas, uid):

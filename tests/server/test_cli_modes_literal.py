@@ -190,7 +190,7 @@ def test_kas_keys_create_key_invalid_hex_encoded_wrapping_key(otdfctl, kas, uid)
 def test_kas_keys_create_key_invalid_kas_identifier(otdfctl, uid):
     r = otdfctl(KEY, "create", "--kas", "invalid-kas-id", "--key-id", f"ik-{uid}", "--algorithm", "rsa:2048",
                 "--mode", "public_key", "--public-key-pem", pem_b64(), ok=False)
-    assert "Failed to resolve KAS identifier 'invalid-kas-id': not_found" in r.text
+    assert "Failed to resolve KAS identifier 'invalid-kas-id': not_found: resource not found" in r.text
 
 
 def test_kas_keys_create_key_duplicate_key_id(otdfctl, kas, uid):
