@@ -38,7 +38,7 @@ from host.errors import (DeadlineExceeded, Internal, InvalidArgument, PlatformEr
                          Unimplemented)
 from host.managers.base import CallContext
 from host.server import convert, logs, newer_fields
-from host.server.limits import ServerLimits
+from host.server.limits import BODY_PIECE_GRACE, ServerLimits
 from host.server.rsgi import RequestHeaders
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
@@ -219,7 +219,7 @@ class ConnectApp:
                 raise _too_large(self.max_body_bytes)
         try:
             async with asyncio.timeout(self.limits.body_timeout):
-                body = await _read_body(receive, self.max_body_bytes)
+                body = await _read_body(receive, self.max_body_bytes, self.limits.body_min_piece)
         except TimeoutError:
             raise RpcError("deadline_exceeded", f"request body not received within {self.limits.body_timeout_ms} ms",
                            http_status=408) from None
@@ -393,7 +393,9 @@ def _too_large(limit: int) -> RpcError:
     return RpcError("resource_exhausted", f"request body exceeds the {limit}-byte limit")
 
 
-async def _read_body(receive, limit: int) -> bytes:
+async def _read_body(receive, limit: int, min_piece: int) -> bytes:
+    """The body's pieces joined, refused once over `limit` bytes, or once it arrives in more
+    pieces than its size warrants (the piece rule in host.server.limits)."""
     chunks, size = [], 0
     while True:
         event = await receive()
@@ -406,6 +408,9 @@ async def _read_body(receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not event.get("more_body", False):
             return b"".join(chunks)
+        if len(chunks) > BODY_PIECE_GRACE and len(chunks) * min_piece > size + BODY_PIECE_GRACE * min_piece:
+            raise RpcError("resource_exhausted", f"request body arrives in too many small pieces ({len(chunks)} "
+                           f"for {size} bytes; past the first {BODY_PIECE_GRACE}, at most one per {min_piece} bytes)")
 
 
 def _gunzip(data: bytes, limit: int) -> bytes:
