@@ -112,6 +112,7 @@ class PlatformApp:
         self.warm_up()
 
     def __rsgi_del__(self, loop) -> None:
+        logs.flush_access()  # the lines of the loop's last pass
         self.platform.close()
 
     async def __rsgi__(self, scope, protocol) -> None:
