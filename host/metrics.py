@@ -3,6 +3,10 @@
 The registry and key service report manager calls and cache events here;
 the server reports RPCs. Calling a hook costs a dict lookup and a counter
 increment, so layers call them unconditionally (with or without a server).
+RPCs that finish on an event loop are counted once per pass of the loop,
+together (as the access lines are, host.server.logs): the same counts, in
+the metrics before the loop takes its next events, and before any /metrics
+rendering in this process.
 
 Multiple worker processes: when PROMETHEUS_MULTIPROC_DIR is set (the
 `platform serve --workers N` command sets it), prometheus_client writes
@@ -12,6 +16,9 @@ are those of the one process answering.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import collections
 import os
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -43,14 +50,39 @@ CACHE_EVENTS = Counter(
 _rpc_children: dict[tuple[str, str], tuple] = {}
 
 
+# RPCs finished and not counted yet: ((method, code), seconds). A deque, so that one queued by
+# another thread while a loop counts the batch is either in that batch or scheduled anew.
+_pending_rpcs: collections.deque = collections.deque()
+_flush_scheduled = False
+
+
 def observe_rpc(method: str, code: str, seconds: float) -> None:
     """One RPC finished: `method` is "/pkg.Service/Method" (or a fixed label), `code` "ok" or a Connect code."""
-    children = _rpc_children.get((method, code))
-    if children is None:
-        children = _rpc_children.setdefault((method, code), (RPC_REQUESTS.labels(method, code),
-                                                             RPC_LATENCY.labels(method)))
-    children[0].inc()
-    children[1].observe(seconds)
+    global _flush_scheduled
+    _pending_rpcs.append(((method, code), seconds))
+    if not _flush_scheduled:
+        try:
+            asyncio.get_running_loop().call_soon(flush_rpcs)
+        except RuntimeError:  # no event loop here: count it now
+            flush_rpcs()
+        else:
+            _flush_scheduled = True
+
+
+def flush_rpcs() -> None:
+    """Count the queued RPCs (at the end of a loop pass; before rendering; at exit)."""
+    global _flush_scheduled
+    _flush_scheduled = False
+    while _pending_rpcs:
+        labels, seconds = _pending_rpcs.popleft()
+        children = _rpc_children.get(labels)
+        if children is None:
+            children = _rpc_children.setdefault(labels, (RPC_REQUESTS.labels(*labels), RPC_LATENCY.labels(labels[0])))
+        children[0].inc()
+        children[1].observe(seconds)
+
+
+atexit.register(flush_rpcs)
 
 
 def observe_manager_call(manager: str, op: str, status: str, seconds: float) -> None:
@@ -71,6 +103,7 @@ def cache_event(cache: str, hit: bool) -> None:
 
 def render() -> tuple[bytes, str]:
     """The exposition text for /metrics and its content type."""
+    flush_rpcs()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
