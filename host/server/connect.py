@@ -181,11 +181,22 @@ class ConnectApp:
             call.identity = await self.authorize(headers, proc.role)
             binding.check_headers(headers)
             call.deadline = time.monotonic() + self.limits.deadline_seconds(_timeout_ms(headers.get("connect-timeout-ms")))
-            body, state = await binding.read(self, scope, receive, headers)
-            message = binding.decode(proc, body, state, call)
-            if proc.input not in self._rule_free:
-                self._validate(message)
-            response = await self._invoke(proc, message, call)
+            # One timer per call: the body timeout while the body is read, then the call's deadline
+            # (rescheduled: a second asyncio.timeout costs ~10 us of a served Rewrap's CPU)
+            timer = asyncio.timeout(self.limits.body_timeout)
+            try:
+                async with timer:
+                    body, state = await binding.read(self, scope, receive, headers)
+                    message = binding.decode(proc, body, state, call)
+                    if proc.input not in self._rule_free:
+                        self._validate(message)
+                    _start_deadline(timer, call)
+                    response = await proc.handler(message, call)
+            except TimeoutError:
+                if body is None:
+                    raise RpcError("deadline_exceeded", f"request body not received within "
+                                   f"{self.limits.body_timeout_ms} ms", http_status=408) from None
+                raise DeadlineExceeded("deadline exceeded") from None
             content_type, payload = binding.encode(response, state)
             await _send(send, 200, [(b"content-type", content_type)], payload, request_id)
             code = "ok"
@@ -206,8 +217,8 @@ class ConnectApp:
                     event=call.log_event, fields=call.log_fields)
 
     async def read_body(self, headers: dict[str, str], receive) -> bytes:
-        """The request body within the body limit (Content-Length, then counted, then after gzip)
-        and the body timeout."""
+        """The request body within the body limit (Content-Length, then counted, then after gzip);
+        `serve` reads it under the body timeout."""
         encoding = headers.get("content-encoding", "identity").strip().lower() or "identity"
         if encoding not in ("identity", "gzip"):
             raise RpcError("unimplemented", f"unsupported content-encoding {_clip(encoding)!r}; supported: gzip, identity")
@@ -217,12 +228,7 @@ class ConnectApp:
                 raise InvalidArgument("invalid content-length")
             if int(length) > self.max_body_bytes:
                 raise _too_large(self.max_body_bytes)
-        try:
-            async with asyncio.timeout(self.limits.body_timeout):
-                body = await _read_body(receive, self.max_body_bytes, self.limits.body_min_piece)
-        except TimeoutError:
-            raise RpcError("deadline_exceeded", f"request body not received within {self.limits.body_timeout_ms} ms",
-                           http_status=408) from None
+        body = await _read_body(receive, self.max_body_bytes, self.limits.body_min_piece)
         if encoding == "gzip" and body:
             body = _gunzip(body, self.max_body_bytes)
         return body
@@ -293,17 +299,6 @@ class ConnectApp:
                               or newer_fields.identifies_provider_config(v, message))]
         if violations:
             raise InvalidArgument("; ".join(_violation_text(v) for v in violations))
-
-    @staticmethod
-    async def _invoke(proc: Procedure, message: Message, call: Call) -> Message:
-        remaining = call.deadline - time.monotonic()
-        if remaining <= 0:
-            raise DeadlineExceeded("deadline exceeded before the call started")
-        try:  # a timer on this task, not a new task (asyncio.wait_for): cheap on the Rewrap path
-            async with asyncio.timeout(remaining):
-                return await proc.handler(message, call)
-        except TimeoutError:
-            raise DeadlineExceeded("deadline exceeded") from None
 
 
 class Binding:
@@ -382,6 +377,15 @@ def _timeout_ms(value: str | None) -> int | None:
     if not value.isdigit() or len(value) > 10:
         raise InvalidArgument("connect-timeout-ms must be a positive integer of at most 10 digits")
     return int(value)
+
+
+def _start_deadline(timer: asyncio.Timeout, call: Call) -> None:
+    """The call's timer from now on runs to its deadline (a timer on the task, not a new task as
+    asyncio.wait_for would make: cheap on the Rewrap path)."""
+    remaining = call.deadline - time.monotonic()
+    if remaining <= 0:
+        raise DeadlineExceeded("deadline exceeded before the call started")
+    timer.reschedule(asyncio.get_running_loop().time() + remaining)
 
 
 def _has_body(headers: dict[str, str]) -> bool:
