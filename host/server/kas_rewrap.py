@@ -67,25 +67,25 @@ class RewrapHandler:
             result = await to_thread.run_sync(rewrapper.finish, prepared, caller, ctx, abandon_on_cancel=True,
                                               limiter=self.limiter)
         resp = kas_pb2.RewrapResponse(session_public_key=result.session_public_key, schema_version=SCHEMA_VERSION)
-        permitted = failed = 0
+        permitted, failed, codes = [], 0, set()
         for policy in result.responses:
             out = resp.responses.add(policy_id=policy.policy_id)
-            for r in policy.results:
-                # kas_wrapped_key and error are one oneof: set exactly one
-                payload = {"kas_wrapped_key": r.wrapped_key} if r.status == STATUS_PERMIT else {"error": r.error}
-                out.results.add(key_access_object_id=r.key_access_object_id, status=r.status, **payload)
+            for r in policy.results:  # kas_wrapped_key and error are one oneof: set exactly one
                 if r.status == STATUS_PERMIT:
-                    permitted += 1
+                    out.results.add(key_access_object_id=r.key_access_object_id, status=r.status,
+                                    kas_wrapped_key=r.wrapped_key)
+                    permitted.append(r.wrapped_key)
                 else:
+                    out.results.add(key_access_object_id=r.key_access_object_id, status=r.status, error=r.error)
                     failed += 1
-        single = [r for p in result.responses for r in p.results]
-        if len(single) == 1 and single[0].status == STATUS_PERMIT:  # v1 clients read entity_wrapped_key
-            resp.entity_wrapped_key = single[0].wrapped_key
+                if r.error:
+                    codes.add(r.error.split(":", 1)[0])
+        if len(permitted) == 1 and not failed:  # one object, permitted: v1 clients read entity_wrapped_key
+            resp.entity_wrapped_key = permitted[0]
         # the outcome goes into the call's one access line (see host.server.logs.access)
         call.log_event = "rewrap"
-        call.log_fields = {"permitted": permitted, "failed": failed, "request_token": result.signer,
-                           "errors": sorted({r.error.split(":", 1)[0] for p in result.responses
-                                             for r in p.results if r.error})}
+        call.log_fields = {"permitted": len(permitted), "failed": failed, "request_token": result.signer,
+                           "errors": sorted(codes)}
         return resp
 
 
