@@ -28,12 +28,13 @@ def black_hole():
         while True:
             try:
                 held.append(sock.accept()[0])
-            except OSError:  # closed at teardown
+            except OSError:  # shut down at teardown
                 return
 
     t = threading.Thread(target=accept, daemon=True)
     t.start()
     yield sock.getsockname()[1]
+    sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept (close alone does not, on Linux)
     sock.close()
     for c in held:
         c.close()
