@@ -112,7 +112,8 @@ class PlatformApp:
         self.warm_up()
 
     def __rsgi_del__(self, loop) -> None:
-        logs.flush_access()  # the lines of the loop's last pass
+        logs.flush_access()  # the lines and counts of the loop's last pass
+        metrics.flush_rpcs()
         self.platform.close()
 
     async def __rsgi__(self, scope, protocol) -> None:
