@@ -53,26 +53,27 @@ _rpc_children: dict[tuple[str, str], tuple] = {}
 # RPCs finished and not counted yet: ((method, code), seconds). A deque, so that one queued by
 # another thread while a loop counts the batch is either in that batch or scheduled anew.
 _pending_rpcs: collections.deque = collections.deque()
-_flush_scheduled = False
+_flush_loop = None  # the loop on which a flush_rpcs is scheduled
 
 
 def observe_rpc(method: str, code: str, seconds: float) -> None:
     """One RPC finished: `method` is "/pkg.Service/Method" (or a fixed label), `code` "ok" or a Connect code."""
-    global _flush_scheduled
+    global _flush_loop
     _pending_rpcs.append(((method, code), seconds))
-    if not _flush_scheduled:
-        try:
-            asyncio.get_running_loop().call_soon(flush_rpcs)
-        except RuntimeError:  # no event loop here: count it now
-            flush_rpcs()
-        else:
-            _flush_scheduled = True
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # no event loop here: count it now
+        flush_rpcs()
+        return
+    if loop is not _flush_loop:  # (another loop's pending flush may never run: that loop may close)
+        loop.call_soon(flush_rpcs)
+        _flush_loop = loop
 
 
 def flush_rpcs() -> None:
     """Count the queued RPCs (at the end of a loop pass; before rendering; at exit)."""
-    global _flush_scheduled
-    _flush_scheduled = False
+    global _flush_loop
+    _flush_loop = None
     while _pending_rpcs:
         labels, seconds = _pending_rpcs.popleft()
         children = _rpc_children.get(labels)

@@ -145,26 +145,27 @@ def access(*, request_id: str, method: str, path: str, code: str, seconds: float
     if fields:
         doc.update(fields)
     _pending.append((time.time(), event, doc))
-    global _flush_scheduled
-    if not _flush_scheduled:
-        try:
-            asyncio.get_running_loop().call_soon(flush_access)
-        except RuntimeError:  # no event loop here: write it now
-            flush_access()
-        else:
-            _flush_scheduled = True
+    global _flush_loop
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # no event loop here: write it now
+        flush_access()
+        return
+    if loop is not _flush_loop:  # (another loop's pending flush may never run: that loop may close)
+        loop.call_soon(flush_access)
+        _flush_loop = loop
 
 
 # Access lines not written yet: (time.time(), msg, fields). A deque, so that a line queued by
 # another thread while a loop writes the batch is either in that batch or scheduled anew.
 _pending: collections.deque = collections.deque()
-_flush_scheduled = False
+_flush_loop = None  # the loop on which a flush_access is scheduled
 
 
 def flush_access() -> None:
     """Write the queued access lines (at the end of a loop pass; at exit and worker shutdown)."""
-    global _flush_scheduled
-    _flush_scheduled = False
+    global _flush_loop
+    _flush_loop = None
     if not _pending:
         return
     lines = []
