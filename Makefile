@@ -58,8 +58,11 @@ examples: $(EXAMPLES)
 run: setup
 	$(PY) -m host.devrun
 
+# Two processes, whole files to each (a file's module fixtures, e.g. its served platform, start
+# once): the suite is mostly waiting on servers and subprocesses. PYTEST_WORKERS=0 runs it in one.
+PYTEST_WORKERS ?= 2
 test: setup
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
 bench: setup $(VENV)/.bench-installed
 	$(PY) -m bench
