@@ -22,7 +22,8 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from host import errors
-from host.loader import load_plugin, load_plugins
+from host.loader import load_plugins
+from tests.make import make
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
@@ -123,9 +124,7 @@ def test_sanitizer_run_is_clean_for_the_examples():
     pairs = [f"{asan}/plugins/example-c-manager.so={asan}/example-c.json",
              f"{asan}/plugins/example-go-manager.so={asan}/example-go.json",
              f"{so_path('rust')}={asan}/example-rust.json"]
-    proc = subprocess.run(["make", "--no-print-directory", "sanitize", "SANITIZE_ITERATIONS=500",
-                           f"SANITIZE_PLUGINS={' '.join(pairs)}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    proc = make("sanitize", SANITIZE_ITERATIONS="500", SANITIZE_PLUGINS=" ".join(pairs))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("sanitize: ok ") == 3, proc.stdout
 

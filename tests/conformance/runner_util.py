@@ -8,6 +8,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.make import make, make_or_fail  # noqa: F401  (the conformance tests import them from here)
+
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build"
 RUNNER = BUILD / "km-conformance"
@@ -16,18 +18,6 @@ TOY_SRC = Path(__file__).parent / "toy_plugin.c"
 TOY_RSA_SRC = Path(__file__).parent / "toy_rsa_plugin.c"
 SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
 SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed$")
-
-
-def make(*targets: str, **variables: str) -> subprocess.CompletedProcess:
-    """Run make in the repository; raises with make's output on failure."""
-    args = ["make", "--no-print-directory", *targets, *[f"{k}={v}" for k, v in variables.items()]]
-    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
-
-
-def make_or_fail(*targets: str) -> None:
-    result = make(*targets)
-    if result.returncode != 0:
-        raise AssertionError(f"make {' '.join(targets)} failed:\n{result.stdout}\n{result.stderr}")
 
 
 def compile_plugin(source: Path, out: Path, *defines: str, sanitize: bool = False, libs: tuple = ()) -> Path:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.cbuild import build_shared
+from tests.make import make_or_fail
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -26,9 +26,7 @@ def stop_child(plugin) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def runner_built():
     """build/km-plugin-host, (re)built through make."""
-    proc = subprocess.run(["make", "-s", "build/km-plugin-host"], capture_output=True, text=True, cwd=ROOT)
-    if proc.returncode != 0:
-        pytest.fail(f"make build/km-plugin-host failed:\n{proc.stdout}\n{proc.stderr}")
+    make_or_fail("build/km-plugin-host")
 
 
 @pytest.fixture(scope="session")

@@ -3,13 +3,13 @@ scratch for this test process, the built plugin, and its factory."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.pkcs11.labels import AES_KEY, EC384_KEY, EC_KEY, RSA_KEY
 from tests.softhsm import SoftHSMUnavailable, add_token, find_module, session_token
+from tests.make import make_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "build" / "plugins" / "pkcs11-manager.so"
@@ -41,9 +41,7 @@ def volatile_token(token):
 
 @pytest.fixture(scope="session")
 def plugin_path() -> Path:
-    built = subprocess.run(["make", "--no-print-directory", str(PLUGIN.relative_to(ROOT))],
-                           cwd=ROOT, capture_output=True, text=True)
-    assert built.returncode == 0, built.stdout + built.stderr
+    make_or_fail(str(PLUGIN.relative_to(ROOT)))
     return PLUGIN
 
 

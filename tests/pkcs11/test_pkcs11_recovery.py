@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from host import errors
 from tests.pkcs11.labels import AES_KEY, RSA_KEY
+from tests.make import make_or_fail
 
 OAEP_SHA1 = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
 
@@ -77,9 +78,7 @@ RUNNER = os.path.join(ROOT, "build", "km-conformance")
 
 @pytest.fixture(scope="module")
 def runner():
-    built = subprocess.run(["make", "--no-print-directory", "build/km-conformance"], cwd=ROOT,
-                           capture_output=True, text=True)
-    assert built.returncode == 0, built.stdout + built.stderr
+    make_or_fail("build/km-conformance")
     return RUNNER
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.make import make_or_fail
 
 REPO = Path(__file__).resolve().parents[2]
 PY = REPO / ".venv" / "bin" / "python"
@@ -51,9 +52,7 @@ def build_pyembed():
 def aws_kms_plugin() -> Path:
     """build/plugins/aws-kms-manager.so, (re)built through make like `make plugins` does."""
     target = "build/plugins/aws-kms-manager.so"
-    proc = subprocess.run(["make", "-s", target], capture_output=True, text=True, cwd=REPO)
-    if proc.returncode != 0:
-        pytest.fail(f"make {target} failed:\n{proc.stdout}\n{proc.stderr}")
+    make_or_fail(target)
     return REPO / target
 
 

@@ -24,7 +24,6 @@ import sys
 import threading
 from pathlib import Path
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 from cryptography.hazmat.primitives import hashes, serialization
@@ -34,6 +33,7 @@ from host import errors
 from host.abi import STATUS_ERRORS
 from tests.plugins.conftest import load_factory
 from host.managers.base import CallContext
+from tests.make import make_or_fail
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -447,7 +447,7 @@ def test_four_threads_share_one_manager(manager, kms):
 
 # ---- the plain C host ---------------------------------------------------------------------
 def test_conformance_suite_passes_from_a_plain_c_host(aws_kms_plugin, moto_server, sym_key, tmp_path):
-    subprocess.run(["make", "-s", "build/km-conformance"], cwd=REPO, check=True, capture_output=True)
+    make_or_fail("build/km-conformance")
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps(seed_config(moto_server, sym_key)))
     # dlopen(RTLD_LOCAL) from C with no Python environment at all

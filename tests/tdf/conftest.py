@@ -22,6 +22,7 @@ import pytest
 
 from tests.server.conftest import ROOT, Server, start_server
 from tests.plugins.conftest import moto_server  # noqa: F401  (moto's KMS for the aws-kms group)
+from tests.make import make_or_fail
 
 PLUGINS = ROOT / "build" / "plugins"
 
@@ -156,9 +157,7 @@ def roundtrip(kp: KasPlatform, algorithm: str, data: bytes) -> bytes:
 def plugin(name: str) -> Path:
     """build/plugins/<name>-manager.so, built through make if missing or stale."""
     target = f"build/plugins/{name}-manager.so"
-    proc = subprocess.run(["make", "-s", "--no-print-directory", target], cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"make {target} failed:\n{proc.stdout}\n{proc.stderr}")
+    make_or_fail(target)
     return ROOT / target
 
 
