@@ -16,13 +16,12 @@ are those of the one process answering.
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-import collections
 import os
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
+
+from host.loop_batch import LoopBatch
 
 # Latency buckets from 0.5 ms to 10 s: manager calls to a local key are well
 # under a millisecond, remote KMS calls tens to hundreds of milliseconds.
@@ -50,32 +49,13 @@ CACHE_EVENTS = Counter(
 _rpc_children: dict[tuple[str, str], tuple] = {}
 
 
-# RPCs finished and not counted yet: ((method, code), seconds). A deque, so that one queued by
-# another thread while a loop counts the batch is either in that batch or scheduled anew.
-_pending_rpcs: collections.deque = collections.deque()
-_flush_loop = None  # the loop on which a flush_rpcs is scheduled
-
-
 def observe_rpc(method: str, code: str, seconds: float) -> None:
     """One RPC finished: `method` is "/pkg.Service/Method" (or a fixed label), `code` "ok" or a Connect code."""
-    global _flush_loop
-    _pending_rpcs.append(((method, code), seconds))
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # no event loop here: count it now
-        flush_rpcs()
-        return
-    if loop is not _flush_loop:  # (another loop's pending flush may never run: that loop may close)
-        loop.call_soon(flush_rpcs)
-        _flush_loop = loop
+    _rpcs.add(((method, code), seconds))
 
 
-def flush_rpcs() -> None:
-    """Count the queued RPCs (at the end of a loop pass; before rendering; at exit)."""
-    global _flush_loop
-    _flush_loop = None
-    while _pending_rpcs:
-        labels, seconds = _pending_rpcs.popleft()
+def _count_rpcs(rpcs: list) -> None:
+    for labels, seconds in rpcs:
         children = _rpc_children.get(labels)
         if children is None:
             children = _rpc_children.setdefault(labels, (RPC_REQUESTS.labels(*labels), RPC_LATENCY.labels(labels[0])))
@@ -83,7 +63,9 @@ def flush_rpcs() -> None:
         children[1].observe(seconds)
 
 
-atexit.register(flush_rpcs)
+# RPCs are counted once per loop pass; flush_rpcs() counts the queued ones now.
+_rpcs = LoopBatch(_count_rpcs)
+flush_rpcs = _rpcs.flush
 
 
 def observe_manager_call(manager: str, op: str, status: str, seconds: float) -> None:

@@ -21,9 +21,6 @@ precede it. Off a loop (threads, the CLI) a line is written at once.
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-import collections
 import itertools
 import json
 import logging
@@ -33,6 +30,8 @@ import time
 import traceback
 
 import orjson
+
+from host.loop_batch import LoopBatch
 
 LOGGER_NAME = "platform.server"
 _log = logging.getLogger(LOGGER_NAME)
@@ -144,33 +143,11 @@ def access(*, request_id: str, method: str, path: str, code: str, seconds: float
         doc["identity"] = identity
     if fields:
         doc.update(fields)
-    _pending.append((time.time(), event, doc))
-    global _flush_loop
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # no event loop here: write it now
-        flush_access()
-        return
-    if loop is not _flush_loop:  # (another loop's pending flush may never run: that loop may close)
-        loop.call_soon(flush_access)
-        _flush_loop = loop
+    _lines.add((time.time(), event, doc))
 
 
-# Access lines not written yet: (time.time(), msg, fields). A deque, so that a line queued by
-# another thread while a loop writes the batch is either in that batch or scheduled anew.
-_pending: collections.deque = collections.deque()
-_flush_loop = None  # the loop on which a flush_access is scheduled
-
-
-def flush_access() -> None:
-    """Write the queued access lines (at the end of a loop pass; at exit and worker shutdown)."""
-    global _flush_loop
-    _flush_loop = None
-    if not _pending:
-        return
-    lines = []
-    while _pending:
-        lines.append(_pending.popleft())
+def _write_lines(lines: list) -> None:
+    """Write access lines, (time.time(), msg, fields) each, in one write and flush."""
     handler = _direct_handler()
     if handler is not None:
         # Written the way the handler would write them, without building a LogRecord (caller
@@ -195,7 +172,9 @@ def flush_access() -> None:
         _log.handle(_log.makeRecord(LOGGER_NAME, logging.INFO, __file__, 0, event, (), None, extra={"fields": doc}))
 
 
-atexit.register(flush_access)
+# Access lines are written once per loop pass; flush_access() writes the queued ones now.
+_lines = LoopBatch(_write_lines)
+flush_access = _lines.flush
 
 
 def _direct_handler() -> logging.StreamHandler | None:
