@@ -412,7 +412,7 @@ async def _read_body(receive, limit: int, min_piece: int) -> bytes:
         chunks.append(chunk)
         if not event.get("more_body", False):
             return b"".join(chunks)
-        if len(chunks) > BODY_PIECE_GRACE and len(chunks) * min_piece > size + BODY_PIECE_GRACE * min_piece:
+        if (len(chunks) - BODY_PIECE_GRACE) * min_piece > size:  # past the grace, min_piece bytes a piece
             raise RpcError("resource_exhausted", f"request body arrives in too many small pieces ({len(chunks)} "
                            f"for {size} bytes; past the first {BODY_PIECE_GRACE}, at most one per {min_piece} bytes)")
 

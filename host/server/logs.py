@@ -152,22 +152,19 @@ def _write_lines(lines: list) -> None:
     if handler is not None:
         # Written the way the handler would write them, without building a LogRecord (caller
         # lookup, thread and process names) on the way.
+        line, terminator = handler.formatter.line, handler.terminator
         try:
-            line, terminator = handler.formatter.line, handler.terminator
             text = "".join([line(created, "info", LOGGER_NAME, event, doc) + terminator
                             for created, event, doc in lines])
-        except Exception:
-            text = None  # let logging's own path write them or report why it cannot
-        if text is not None:
             handler.acquire()
             try:
                 handler.stream.write(text)
                 handler.stream.flush()
-                return
-            except Exception:
-                pass
             finally:
                 handler.release()
+            return
+        except Exception:
+            pass  # let logging's own path write them or report why it cannot
     for created, event, doc in lines:
         _log.handle(_log.makeRecord(LOGGER_NAME, logging.INFO, __file__, 0, event, (), None, extra={"fields": doc}))
 
